@@ -1,0 +1,3 @@
+from app.github.client import GitHubApp, GitHubClient, retry_delay
+
+__all__ = ["GitHubApp", "GitHubClient", "retry_delay"]

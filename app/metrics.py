@@ -1,0 +1,37 @@
+"""Prometheus metrics, on a registry of our own so tests and several apps do not collide."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter(
+            "prmedic_webhooks_total", "Webhook deliveries by event and HTTP answer",
+            ["event", "status"], registry=self.registry,
+        )
+        self.jobs_created = Counter(
+            "prmedic_jobs_created_total", "Jobs recorded from webhooks", ["kind"], registry=self.registry,
+        )
+        self.jobs_finished = Counter(
+            "prmedic_jobs_finished_total", "Jobs that reached a final state in this process",
+            ["kind", "state"], registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "prmedic_job_duration_seconds", "Time a job attempt ran in the worker", ["kind", "outcome"],
+            buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600), registry=self.registry,
+        )
+        self.jobs_by_state = Gauge(
+            "prmedic_jobs", "Jobs in the store by kind and state", ["kind", "state"], registry=self.registry,
+        )
+        self.github_retries = Counter(
+            "prmedic_github_retries_total", "GitHub requests retried, by reason", ["reason"], registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    content_type = CONTENT_TYPE_LATEST

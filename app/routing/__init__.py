@@ -1,0 +1,30 @@
+"""All features' routers, combined in one place."""
+
+from __future__ import annotations
+
+from gidgethub import routing, sansio
+
+from app.routing import commands, fixes, installations, reviews
+from app.routing.fields import is_own_event
+from app.routing.intake import Intake
+
+router = routing.Router(reviews.router, fixes.router, commands.router, installations.router)
+
+
+async def route(event: sansio.Event, intake: Intake) -> Intake:
+    """Decide what one delivery creates; the handlers only append to `intake`."""
+    if not isinstance(event.data, dict):
+        intake.ignore("payload is not a JSON object")
+        return intake
+    if event.event not in ("installation", "installation_repositories") and is_own_event(
+        event.data, app_id=intake.app_id, bot_login=intake.bot_login
+    ):
+        intake.ignore("event caused by this App")
+        return intake
+    await router.dispatch(event, intake)
+    if not intake.records_anything and not intake.ignored:
+        intake.ignore("no handler for this event or action")
+    return intake
+
+
+__all__ = ["Intake", "route", "router"]

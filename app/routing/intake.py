@@ -1,0 +1,26 @@
+"""What routing produces for one delivery, and the facts it needs to decide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.store.models import InstallationChange, NewJob
+
+
+@dataclass(slots=True)
+class Intake:
+    """Handed to every handler: the handlers append what the delivery should create."""
+
+    app_id: int
+    bot_login: str | None = None
+    process_drafts: bool = False
+    jobs: list[NewJob] = field(default_factory=list)
+    installations: list[InstallationChange] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    def ignore(self, reason: str) -> None:
+        self.ignored.append(reason)
+
+    @property
+    def records_anything(self) -> bool:
+        return bool(self.jobs or self.installations)

@@ -1,0 +1,125 @@
+"""Wiring: the services one process runs (`prmedic serve`, `prmedic worker`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from app.github import GitHubApp
+from app.metrics import Metrics
+from app.pipelines import JobContext, Pipeline, default_pipelines
+from app.server import create_app
+from app.settings import Settings
+from app.store import Job, Store, open_store
+from app.worker import Worker
+
+log = logging.getLogger("prmedic")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    github: GitHubApp
+    metrics: Metrics
+    bot_login: str | None
+
+    def job_context(self, job: Job) -> JobContext:
+        return JobContext(job=job, store=self.store, github=self.github, settings=self.settings)
+
+    def worker(self, pipelines: Mapping[str, Pipeline] | None = None) -> Worker:
+        s = self.settings
+        return Worker(
+            self.store,
+            default_pipelines() if pipelines is None else pipelines,
+            concurrency=s.worker_concurrency,
+            lease_seconds=s.job_lease_seconds,
+            retry_base_seconds=s.job_retry_base_seconds,
+            poll_seconds=s.worker_poll_seconds,
+            metrics=self.metrics,
+            context_factory=self.job_context,
+            bot_login=self.bot_login,
+        )
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    store = open_store(settings.database_url)
+    await store.open()
+    metrics = Metrics()
+    github = GitHubApp(app_id=settings.app_id, private_key=settings.private_key_pem,
+                       base_url=settings.github_api_url, max_retry_wait=settings.github_max_retry_wait_seconds,
+                       metrics=metrics)
+    slug = settings.app_slug or await store.get_meta("app_slug")
+    try:
+        yield Services(settings, store, github, metrics, f"{slug}[bot]" if slug else None)
+    finally:
+        await github.close()
+        await store.close()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def learn_app_slug(svc: Services) -> None:
+    """Find the App's bot login once (GET /app), so its own events are ignored even unconfigured."""
+    if svc.bot_login:
+        return
+    try:
+        app_info = await svc.github.app_client().getitem("/app")
+    except Exception as exc:  # noqa: BLE001 - a best effort; `prmedic doctor` reports it properly
+        log.warning("could not read the App's slug from GitHub (%s); set PRMEDIC_APP_SLUG", exc)
+        return
+    await svc.store.set_meta("app_slug", app_info["slug"])
+    svc.bot_login = f"{app_info['slug']}[bot]"
+
+
+async def serve(settings: Settings, *, with_worker: bool = True, pipelines: Mapping[str, Pipeline] | None = None,
+                ready: asyncio.Event | None = None) -> None:
+    async with services(settings) as svc:
+        app = create_app(settings, svc.store, svc.metrics, identity=svc)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+        await site.start()
+        log.info("prmedic listening on http://%s:%d (worker %s)", settings.host, settings.port,
+                 "on" if with_worker else "off")
+        worker_task = None
+        if with_worker:
+            worker = svc.worker(pipelines)
+            worker_task = asyncio.create_task(worker.run())
+            asyncio.create_task(learn_app_slug(svc))
+        if ready is not None:
+            ready.set()
+        try:
+            await _wait_for_signal()
+        finally:
+            log.info("shutting down")
+            await runner.cleanup()
+            if worker_task is not None:
+                await worker.stop()
+                await worker_task
+
+
+async def work(settings: Settings, *, pipelines: Mapping[str, Pipeline] | None = None) -> None:
+    async with services(settings) as svc:
+        worker = svc.worker(pipelines)
+        task = asyncio.create_task(worker.run())
+        asyncio.create_task(learn_app_slug(svc))
+        try:
+            await _wait_for_signal()
+        finally:
+            await worker.stop()
+            await task

@@ -1,0 +1,165 @@
+"""The webhook server: verify, route, record durably, answer (DESIGN §3.2). Nothing slow here."""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.parse
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from aiohttp import web
+from gidgethub import ValidationFailure, sansio
+
+from app.logs import delivery_id_var
+from app.metrics import Metrics
+from app.routing import Intake, route
+from app.settings import Settings
+from app.store import Delivery, Store, StoreUnavailable
+
+log = logging.getLogger("prmedic.server")
+
+WEBHOOK_PATH = "/api/github/webhooks"
+MAX_BODY_BYTES = 25 * 1024 * 1024
+ACCEPTED_TYPES = ("application/json", "application/x-www-form-urlencoded")
+
+STORE_KEY = web.AppKey("store", Store)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+SETTINGS_KEY = web.AppKey("settings", Settings)
+
+
+def _answer(status: int, **body: Any) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+
+
+def parse_body(content_type: str, body: bytes) -> Any:
+    """The JSON payload, from a JSON body or GitHub's form encoding (`payload=<json>`)."""
+    if content_type == "application/x-www-form-urlencoded":
+        form = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=True)
+        body = form["payload"][0].encode("utf-8")
+    return orjson.loads(body)
+
+
+class WebhookHandler:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics, identity: Any) -> None:
+        self.secret = settings.webhook_secret.get_secret_value()
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        # Anything with a `bot_login` attribute: the runtime fills it in once it learns the App's slug.
+        self.identity = identity
+        self._count = metrics.webhooks.labels
+
+    def reject(self, event: str, status: int, error: str) -> web.Response:
+        self._count(event, str(status)).inc()
+        log.info("webhook refused: %s", error, extra={"status": status, "event": event})
+        return _answer(status, error=error)
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return self.reject("unverified", 413, f"body is over {MAX_BODY_BYTES} bytes")
+        content_type = request.content_type
+        if content_type not in ACCEPTED_TYPES:
+            return self.reject("unverified", 415, f"content type {content_type!r} is not application/json")
+        headers = request.headers
+        event_name = headers.get("X-GitHub-Event")
+        delivery_id = headers.get("X-GitHub-Delivery")
+        signature = headers.get("X-Hub-Signature-256")
+        if not signature:
+            return self.reject("unverified", 401, "X-Hub-Signature-256 is missing")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self.reject("unverified", 413, f"body is over {MAX_BODY_BYTES} bytes")
+        try:
+            sansio.validate_event(body, signature=signature, secret=self.secret)
+        except ValidationFailure:
+            return self.reject("unverified", 401, "signature does not match the webhook secret")
+        if not event_name or not delivery_id or len(delivery_id) > 200:
+            return self.reject("unverified", 400, "X-GitHub-Event or X-GitHub-Delivery is missing or invalid")
+        token = delivery_id_var.set(delivery_id)
+        try:
+            return await self._accept(event_name, delivery_id, content_type, body)
+        finally:
+            delivery_id_var.reset(token)
+
+    async def _accept(self, event_name: str, delivery_id: str, content_type: str, body: bytes) -> web.Response:
+        try:
+            data = parse_body(content_type, body)
+        except (ValueError, KeyError, UnicodeDecodeError):
+            return self.reject(event_name, 400, "body is not valid JSON")
+        if not isinstance(data, dict):
+            return self.reject(event_name, 400, "body is not a JSON object")
+        if event_name == "ping":
+            self._count(event_name, "200").inc()
+            return _answer(200, status="pong")
+        intake = Intake(app_id=self.settings.app_id, bot_login=self.identity.bot_login,
+                        process_drafts=self.settings.process_drafts)
+        try:
+            await route(sansio.Event(data, event=event_name, delivery_id=delivery_id), intake)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            return self.reject(event_name, 400, f"payload lacks a field this event needs: {exc!s}"[:300])
+        if not intake.records_anything:
+            self._count(event_name, "200").inc()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("ignored %s.%s: %s", event_name, data.get("action"), "; ".join(intake.ignored))
+            return _answer(200, status="ignored", reason="; ".join(intake.ignored))
+        delivery = Delivery(delivery_id=delivery_id, event=event_name, action=data.get("action"),
+                            received_at=time.time())
+        try:
+            result = await self.store.record_delivery(
+                delivery, intake.jobs, intake.installations, max_attempts=self.settings.job_max_attempts
+            )
+        except StoreUnavailable as exc:
+            log.error("could not record delivery: %s", exc)
+            return self.reject(event_name, 503, "the job store is unavailable; redeliver later")
+        if result.duplicate:
+            self._count(event_name, "200").inc()
+            return _answer(200, status="duplicate")
+        for job in intake.jobs:
+            self.metrics.jobs_created.labels(job.kind.value).inc()
+        if result.job_ids:
+            self._count(event_name, "202").inc()
+            return _answer(202, status="accepted", jobs=result.job_ids)
+        self._count(event_name, "200").inc()
+        return _answer(200, status="recorded")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE_KEY]
+    try:
+        await store.ping()
+        counts = await store.count_jobs_by_state()
+    except StoreUnavailable as exc:
+        return _answer(503, status="unhealthy", store=str(exc))
+    queued = sum(n for (_, state), n in counts.items() if state == "queued")
+    running = sum(n for (_, state), n in counts.items() if state == "running")
+    return _answer(200, status="ok", store="ok", queue_depth=queued, running=running)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS_KEY]
+    try:
+        counts = await request.app[STORE_KEY].count_jobs_by_state()
+    except StoreUnavailable:
+        counts = {}
+    metrics.jobs_by_state.clear()
+    for (kind, state), n in counts.items():
+        metrics.jobs_by_state.labels(kind, state).set(n)
+    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+
+def create_app(settings: Settings, store: Store, metrics: Metrics | None = None,
+               identity: Any = None) -> web.Application:
+    """The HTTP application; opening the store and running the worker belong to the caller."""
+    metrics = metrics or Metrics()
+    identity = identity or SimpleNamespace(bot_login=settings.bot_login)
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
+    app[SETTINGS_KEY] = settings
+    app[STORE_KEY] = store
+    app[METRICS_KEY] = metrics
+    app.router.add_post(WEBHOOK_PATH, WebhookHandler(settings, store, metrics, identity))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app

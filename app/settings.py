@@ -1,0 +1,157 @@
+"""Process settings (DESIGN §3.1): environment variables or a `.env` file."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HINTS = {
+    "app_id": "set PRMEDIC_APP_ID to the numeric id shown on the GitHub App's settings page",
+    "private_key": "set PRMEDIC_PRIVATE_KEY to the App's PEM key, or PRMEDIC_PRIVATE_KEY_PATH to the .pem file "
+    "downloaded from the App's settings page",
+    "private_key_path": "set PRMEDIC_PRIVATE_KEY to the App's PEM key, or PRMEDIC_PRIVATE_KEY_PATH to the .pem "
+    "file downloaded from the App's settings page",
+    "webhook_secret": "set PRMEDIC_WEBHOOK_SECRET to the secret entered in the App's webhook settings "
+    "(unsigned deliveries are refused, so there is no default)",
+    "github_api_url": "use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server",
+    "database_url": "use sqlite:///path/to/prmedic.db (the embedded default)",
+    "port": "use a TCP port between 1 and 65535",
+}
+
+
+class SettingsError(Exception):
+    """Start-up cannot go on: one message lists every problem and its fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"prmedic cannot start; fix these settings:\n{lines}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PRMEDIC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    app_id: int = Field(gt=0)
+    private_key: SecretStr | None = None
+    private_key_path: Path | None = Field(None, validate_default=True)
+    webhook_secret: SecretStr
+    github_api_url: str = "https://api.github.com"
+    database_url: str = "sqlite:///./prmedic.db"
+    host: str = "0.0.0.0"
+    port: int = Field(3000, ge=1, le=65535)
+
+    app_slug: str | None = None
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    worker_concurrency: int = Field(8, ge=1, le=1000)
+    job_max_attempts: int = Field(3, ge=1, le=20)
+    job_lease_seconds: float = Field(60.0, ge=2)
+    job_retry_base_seconds: float = Field(10.0, ge=0)
+    worker_poll_seconds: float = Field(2.0, gt=0)
+    github_max_retry_wait_seconds: float = Field(120.0, ge=0)
+    process_drafts: bool = False
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value.startswith("sqlite:///"):
+            return value
+        if value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("the PostgreSQL backend is not available in this version")
+        raise ValueError(f"{value!r} is not a sqlite:/// URL")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("private_key_path")
+    @classmethod
+    def _one_private_key(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        inline = info.data.get("private_key")
+        if inline is None and path is None:
+            raise ValueError("neither is set")
+        if inline is None:
+            try:
+                text = path.read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+        else:
+            text = inline.get_secret_value()
+        _check_pem(_normalise_pem(text))
+        return path
+
+    @cached_property
+    def private_key_pem(self) -> str:
+        if self.private_key is not None:
+            return _normalise_pem(self.private_key.get_secret_value())
+        assert self.private_key_path is not None
+        return _normalise_pem(self.private_key_path.read_text())
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.database_url.removeprefix("sqlite:///")
+
+    @property
+    def bot_login(self) -> str | None:
+        return f"{self.app_slug}[bot]" if self.app_slug else None
+
+
+def _normalise_pem(text: str) -> str:
+    # A key pasted into one environment variable often has literal "\\n" for newlines.
+    return text.replace("\\n", "\n").strip() + "\n"
+
+
+def _check_pem(pem: str) -> None:
+    if "PRIVATE KEY-----" not in pem:
+        raise ValueError("is not a PEM private key (no '-----BEGIN ... PRIVATE KEY-----' line)")
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the PEM key cannot be loaded ({exc})") from None
+
+
+def _env_name(field: str) -> str:
+    return f"PRMEDIC_{field.upper()}"
+
+
+def _describe(error: dict) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    message = error.get("msg", "is invalid").removeprefix("Value error, ")
+    field = loc[0] if loc else "settings"
+    if error.get("type") == "missing":
+        message = "is not set"
+    hint = HINTS.get(field)
+    name = "PRMEDIC_PRIVATE_KEY / PRMEDIC_PRIVATE_KEY_PATH" if field == "private_key_path" else _env_name(field)
+    text = f"{name}: {message}"
+    return f"{text} — {hint}" if hint else text
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings, or raise SettingsError naming every problem."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError([_describe(e) for e in exc.errors(include_url=False)]) from None

@@ -1,0 +1,115 @@
+"""The store interface: every backend (SQLite now, PostgreSQL later) implements it."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from app.store.models import (
+    Delivery,
+    Installation,
+    InstallationChange,
+    Job,
+    JobState,
+    NewJob,
+    RecordResult,
+)
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached or written; the caller must not acknowledge."""
+
+
+class Store(abc.ABC):
+    def __init__(self) -> None:
+        # Set whenever jobs are recorded, so an in-process worker wakes at once.
+        self.jobs_recorded = asyncio.Event()
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot answer."""
+
+    # -- intake -------------------------------------------------------------
+    @abc.abstractmethod
+    async def record_delivery(
+        self,
+        delivery: Delivery,
+        jobs: Sequence[NewJob] = (),
+        installations: Sequence[InstallationChange] = (),
+        *,
+        max_attempts: int = 3,
+    ) -> RecordResult:
+        """Commit the delivery, its jobs and installation changes durably, once per delivery id."""
+
+    # -- worker -------------------------------------------------------------
+    @abc.abstractmethod
+    async def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
+        """Lease up to `limit` runnable jobs: queued and due, or running with an expired lease.
+
+        Claiming supersedes older unfinished jobs that share a job's supersede key.
+        """
+
+    @abc.abstractmethod
+    async def renew_lease(self, job_id: int, owner: str, lease_seconds: float) -> JobState | None:
+        """Extend the lease; return the job's state, or None if `owner` no longer holds it."""
+
+    @abc.abstractmethod
+    async def finish_job(
+        self,
+        job_id: int,
+        owner: str,
+        state: JobState,
+        *,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record the outcome if `owner` still holds the lease; return whether it did."""
+
+    @abc.abstractmethod
+    async def retry_job(self, job_id: int, owner: str, error: str, run_after: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def request_cancel(self, job_id: int, state: JobState = JobState.cancelled) -> bool:
+        """Mark an unfinished job cancelled (or superseded); a running worker stops it at its next lease renewal."""
+
+    # -- reading ------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_job(self, job_id: int) -> Job | None: ...
+
+    @abc.abstractmethod
+    async def list_jobs(
+        self, *, limit: int = 50, states: Sequence[JobState] | None = None, repo: str | None = None,
+        pr_number: int | None = None, kind: str | None = None,
+    ) -> list[Job]: ...
+
+    @abc.abstractmethod
+    async def count_jobs_by_state(self) -> dict[tuple[str, str], int]:
+        """(kind, state) → number of jobs."""
+
+    @abc.abstractmethod
+    async def get_installation(self, installation_id: int) -> Installation | None: ...
+
+    @abc.abstractmethod
+    async def list_installations(self) -> list[Installation]: ...
+
+    @abc.abstractmethod
+    async def get_meta(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+
+def open_store(database_url: str) -> Store:
+    if database_url.startswith("sqlite:///"):
+        from app.store.sqlite import SQLiteStore
+
+        return SQLiteStore(database_url.removeprefix("sqlite:///"))
+    raise ValueError(f"unsupported database URL: {database_url.split(':', 1)[0]}")

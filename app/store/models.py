@@ -1,0 +1,97 @@
+"""What the store keeps: deliveries, installations and jobs."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class JobState(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    superseded = "superseded"
+    cancelled = "cancelled"
+    skipped = "skipped"
+    no_pipeline = "no_pipeline"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.queued, JobState.running)
+
+
+class JobKind(str, enum.Enum):
+    review = "review"
+    fix = "fix"
+    command = "command"
+
+
+class NewJob(BaseModel):
+    """A job as routing creates it from one delivery."""
+
+    kind: JobKind
+    repo: str
+    installation_id: int | None = None
+    pr_number: int | None = None
+    head_sha: str | None = None
+    # Jobs with the same key supersede each other: the newest one wins.
+    supersede_key: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class Job(NewJob):
+    id: int
+    state: JobState
+    attempts: int = 0
+    max_attempts: int
+    last_error: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    run_after: float = 0.0
+    delivery_id: str | None = None
+    result: dict[str, Any] | None = None
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class Delivery(BaseModel):
+    delivery_id: str
+    event: str
+    action: str | None = None
+    received_at: float
+
+
+class InstallationChange(BaseModel):
+    """An `installation` or `installation_repositories` event, kept in the store."""
+
+    installation_id: int
+    account: str | None = None
+    account_type: str | None = None
+    # None: the installation was removed (deleted).
+    active: bool = True
+    suspended: bool = False
+    repositories_added: list[str] = Field(default_factory=list)
+    repositories_removed: list[str] = Field(default_factory=list)
+    # "all" or "selected"
+    repository_selection: str | None = None
+
+
+class Installation(BaseModel):
+    installation_id: int
+    account: str | None
+    account_type: str | None
+    active: bool
+    suspended: bool
+    repository_selection: str | None
+    repositories: list[str]
+    updated_at: float
+
+
+class RecordResult(BaseModel):
+    duplicate: bool
+    job_ids: list[int] = Field(default_factory=list)

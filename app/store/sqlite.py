@@ -1,0 +1,440 @@
+"""The embedded SQLite backend (WAL) with group commit for webhook intake.
+
+Every statement runs on one connection in one dedicated thread, so the event loop never
+blocks on disk. Deliveries that arrive while a commit is in flight are written together in
+the next transaction: one fsync acknowledges a whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from app.store.base import Store, StoreUnavailable
+from app.store.models import (
+    Delivery,
+    Installation,
+    InstallationChange,
+    Job,
+    JobState,
+    NewJob,
+    RecordResult,
+)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    event       TEXT NOT NULL,
+    action      TEXT,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind             TEXT NOT NULL,
+    repo             TEXT NOT NULL,
+    installation_id  INTEGER,
+    pr_number        INTEGER,
+    head_sha         TEXT,
+    supersede_key    TEXT,
+    payload          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    last_error       TEXT,
+    lease_owner      TEXT,
+    lease_expires_at REAL,
+    run_after        REAL NOT NULL DEFAULT 0,
+    delivery_id      TEXT,
+    result           TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs (state, run_after);
+CREATE INDEX IF NOT EXISTS jobs_supersede ON jobs (supersede_key, state);
+CREATE INDEX IF NOT EXISTS jobs_pr ON jobs (repo, pr_number);
+CREATE TABLE IF NOT EXISTS installations (
+    installation_id      INTEGER PRIMARY KEY,
+    account              TEXT,
+    account_type         TEXT,
+    active               INTEGER NOT NULL,
+    suspended            INTEGER NOT NULL,
+    repository_selection TEXT,
+    repositories         TEXT NOT NULL,
+    updated_at           REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+JOB_COLUMNS = (
+    "id, kind, repo, installation_id, pr_number, head_sha, supersede_key, payload, state, attempts,"
+    " max_attempts, last_error, lease_owner, lease_expires_at, run_after, delivery_id, result,"
+    " created_at, updated_at, started_at, finished_at"
+)
+UNFINISHED = ("queued", "running")
+
+
+@dataclass(slots=True)
+class _PendingDelivery:
+    delivery: Delivery
+    jobs: Sequence[NewJob]
+    installations: Sequence[InstallationChange]
+    max_attempts: int
+    future: asyncio.Future[RecordResult]
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    data = dict(row)
+    data["payload"] = orjson.loads(data["payload"])
+    data["result"] = orjson.loads(data["result"]) if data["result"] else None
+    return Job.model_validate(data)
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        super().__init__()
+        self.path = path
+        self.synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[_PendingDelivery] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- plumbing -----------------------------------------------------------
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite error: {exc}") from exc
+
+    def _connect(self) -> None:
+        if self.path not in ("", ":memory:"):
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        db.row_factory = sqlite3.Row
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal" and self.path not in ("", ":memory:"):
+            raise StoreUnavailable(f"could not put {self.path} in WAL mode (got {mode})")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def open(self) -> None:
+        await self._run(self._connect)
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def ping(self) -> None:
+        await self._run(lambda: self._conn.execute("SELECT 1").fetchone())
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreUnavailable("the store is not open")
+        return self._db
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    # -- intake (group commit) ----------------------------------------------
+    async def record_delivery(
+        self,
+        delivery: Delivery,
+        jobs: Sequence[NewJob] = (),
+        installations: Sequence[InstallationChange] = (),
+        *,
+        max_attempts: int = 3,
+    ) -> RecordResult:
+        future: asyncio.Future[RecordResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingDelivery(delivery, jobs, installations, max_attempts, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    results = await self._run(self._transaction, lambda db: [self._write(db, p) for p in batch])
+                except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                    error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(error)
+                    continue
+                for pending, result in zip(batch, results):
+                    if not pending.future.done():
+                        pending.future.set_result(result)
+                if any(result.job_ids for result in results):
+                    self.jobs_recorded.set()
+        finally:
+            self._flusher = None
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, pending: _PendingDelivery) -> RecordResult:
+        d = pending.delivery
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO deliveries (delivery_id, event, action, received_at) VALUES (?, ?, ?, ?)",
+            (d.delivery_id, d.event, d.action, d.received_at),
+        )
+        if cursor.rowcount == 0:
+            return RecordResult(duplicate=True)
+        job_ids = []
+        for job in pending.jobs:
+            cursor = db.execute(
+                "INSERT INTO jobs (kind, repo, installation_id, pr_number, head_sha, supersede_key, payload,"
+                " state, max_attempts, delivery_id, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (
+                    job.kind.value, job.repo, job.installation_id, job.pr_number, job.head_sha,
+                    job.supersede_key, orjson.dumps(job.payload), pending.max_attempts, d.delivery_id,
+                    d.received_at, d.received_at,
+                ),
+            )
+            job_ids.append(cursor.lastrowid)
+        for change in pending.installations:
+            SQLiteStore._apply_installation(db, change, d.received_at)
+        return RecordResult(duplicate=False, job_ids=job_ids)
+
+    @staticmethod
+    def _apply_installation(db: sqlite3.Connection, change: InstallationChange, now: float) -> None:
+        row = db.execute(
+            "SELECT repositories FROM installations WHERE installation_id = ?", (change.installation_id,)
+        ).fetchone()
+        repos = set(orjson.loads(row["repositories"])) if row else set()
+        repos |= set(change.repositories_added)
+        repos -= set(change.repositories_removed)
+        db.execute(
+            "INSERT INTO installations (installation_id, account, account_type, active, suspended,"
+            " repository_selection, repositories, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (installation_id) DO UPDATE SET"
+            " account = coalesce(excluded.account, account),"
+            " account_type = coalesce(excluded.account_type, account_type),"
+            " active = excluded.active, suspended = excluded.suspended,"
+            " repository_selection = coalesce(excluded.repository_selection, repository_selection),"
+            " repositories = excluded.repositories, updated_at = excluded.updated_at",
+            (
+                change.installation_id, change.account, change.account_type, int(change.active),
+                int(change.suspended), change.repository_selection, orjson.dumps(sorted(repos)).decode(), now,
+            ),
+        )
+
+    # -- worker -------------------------------------------------------------
+    async def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
+        return await self._run(self._transaction, lambda db: self._claim(db, owner, limit, lease_seconds))
+
+    @staticmethod
+    def _claim(db: sqlite3.Connection, owner: str, limit: int, lease_seconds: float) -> list[Job]:
+        now = time.time()
+        rows = db.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs"
+            " WHERE (state = 'queued' AND run_after <= ?) OR (state = 'running' AND lease_expires_at < ?)"
+            " ORDER BY id LIMIT ?",
+            (now, now, max(limit * 4, 16)),
+        ).fetchall()
+        claimed: list[int] = []
+        for row in rows:
+            if len(claimed) >= limit:
+                break
+            key = row["supersede_key"]
+            if key and db.execute(
+                "SELECT 1 FROM jobs WHERE supersede_key = ? AND id > ? AND state IN ('queued', 'running')",
+                (key, row["id"]),
+            ).fetchone():
+                db.execute(
+                    "UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, row["id"]),
+                )
+                continue
+            if row["state"] == "running" and row["attempts"] >= row["max_attempts"]:
+                db.execute(
+                    "UPDATE jobs SET state = 'failed', finished_at = ?, updated_at = ?, lease_owner = NULL,"
+                    " last_error = ? WHERE id = ?",
+                    (now, now, f"the worker holding this job stopped responding {row['attempts']} times "
+                     f"(last lease owner {row['lease_owner']})", row["id"]),
+                )
+                continue
+            db.execute(
+                "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires_at = ?, attempts = attempts + 1,"
+                " started_at = coalesce(started_at, ?), updated_at = ? WHERE id = ?",
+                (owner, now + lease_seconds, now, now, row["id"]),
+            )
+            if key:
+                db.execute(
+                    "UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ?"
+                    " WHERE supersede_key = ? AND id < ? AND state IN ('queued', 'running')",
+                    (now, now, key, row["id"]),
+                )
+            claimed.append(row["id"])
+        if not claimed:
+            return []
+        marks = ",".join("?" * len(claimed))
+        return [
+            _job_from_row(r)
+            for r in db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({marks}) ORDER BY id", claimed)
+        ]
+
+    async def renew_lease(self, job_id: int, owner: str, lease_seconds: float) -> JobState | None:
+        def renew(db: sqlite3.Connection) -> JobState | None:
+            row = db.execute("SELECT state, lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None or row["lease_owner"] != owner:
+                return None
+            if row["state"] == "running":
+                now = time.time()
+                db.execute(
+                    "UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE id = ?",
+                    (now + lease_seconds, now, job_id),
+                )
+            return JobState(row["state"])
+
+        return await self._run(self._transaction, renew)
+
+    async def finish_job(
+        self,
+        job_id: int,
+        owner: str,
+        state: JobState,
+        *,
+        error: str | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> bool:
+        def finish(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = db.execute(
+                "UPDATE jobs SET state = ?, last_error = coalesce(?, last_error), result = ?, finished_at = ?,"
+                " updated_at = ?, lease_expires_at = NULL WHERE id = ? AND lease_owner = ? AND state = 'running'",
+                (state.value, error, orjson.dumps(result) if result is not None else None, now, now, job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(self._transaction, finish)
+
+    async def retry_job(self, job_id: int, owner: str, error: str, run_after: float) -> bool:
+        def retry(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE jobs SET state = 'queued', last_error = ?, run_after = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+                (error, run_after, time.time(), job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(self._transaction, retry)
+
+    async def request_cancel(self, job_id: int, state: JobState = JobState.cancelled) -> bool:
+        def cancel(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = db.execute(
+                "UPDATE jobs SET state = ?, finished_at = ?, updated_at = ?"
+                " WHERE id = ? AND state IN ('queued', 'running')",
+                (state.value, now, now, job_id),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(self._transaction, cancel)
+
+    # -- reading ------------------------------------------------------------
+    async def get_job(self, job_id: int) -> Job | None:
+        def get() -> Job | None:
+            row = self._conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job_from_row(row) if row else None
+
+        return await self._run(get)
+
+    async def list_jobs(
+        self, *, limit: int = 50, states: Sequence[JobState] | None = None, repo: str | None = None,
+        pr_number: int | None = None, kind: str | None = None,
+    ) -> list[Job]:
+        clauses, params = [], []
+        if states:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            params += [s.value for s in states]
+        for column, value in (("repo", repo), ("pr_number", pr_number), ("kind", kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+
+        def select() -> list[Job]:
+            rows = self._conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY id DESC LIMIT ?", (*params, limit)
+            ).fetchall()
+            return [_job_from_row(r) for r in rows]
+
+        return await self._run(select)
+
+    async def count_jobs_by_state(self) -> dict[tuple[str, str], int]:
+        def count() -> dict[tuple[str, str], int]:
+            rows = self._conn.execute("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state").fetchall()
+            return {(r[0], r[1]): r[2] for r in rows}
+
+        return await self._run(count)
+
+    async def get_installation(self, installation_id: int) -> Installation | None:
+        def get() -> Installation | None:
+            row = self._conn.execute(
+                "SELECT * FROM installations WHERE installation_id = ?", (installation_id,)
+            ).fetchone()
+            return self._installation(row) if row else None
+
+        return await self._run(get)
+
+    async def list_installations(self) -> list[Installation]:
+        def select() -> list[Installation]:
+            rows = self._conn.execute("SELECT * FROM installations ORDER BY installation_id").fetchall()
+            return [self._installation(r) for r in rows]
+
+        return await self._run(select)
+
+    @staticmethod
+    def _installation(row: sqlite3.Row) -> Installation:
+        data = dict(row)
+        data["repositories"] = orjson.loads(data["repositories"])
+        data["active"] = bool(data["active"])
+        data["suspended"] = bool(data["suspended"])
+        return Installation.model_validate(data)
+
+    async def get_meta(self, key: str) -> str | None:
+        def get() -> str | None:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return row[0] if row else None
+
+        return await self._run(get)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._run(
+            lambda: self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )

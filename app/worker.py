@@ -1,0 +1,210 @@
+"""The worker: leases jobs from the store and runs their pipelines, surviving restarts.
+
+A job is leased, not taken: while it runs, its lease is renewed; if the worker dies, the
+lease expires and another worker (or this one, restarted) takes the job up again. A newer
+job with the same supersede key, or a cancel request, stops a running job at its next
+lease renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.errors import describe, is_transient
+from app.logs import job_id_var
+from app.metrics import Metrics
+from app.pipelines import JobContext, Pipeline
+from app.store import Job, JobState, Store, StoreUnavailable
+
+log = logging.getLogger("prmedic.worker")
+
+MAX_RETRY_DELAY = 15 * 60
+
+
+def retry_backoff(attempt: int, base: float) -> float:
+    """Seconds to wait before attempt `attempt + 1`: base·2^(attempt-1), jittered, capped."""
+    return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY) * random.uniform(0.75, 1.0)
+
+
+class JobStopped(Exception):
+    def __init__(self, state: JobState | None):
+        self.state = state
+        super().__init__(f"job stopped: {state.value if state else 'lease lost'}")
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        pipelines: Mapping[str, Pipeline],
+        *,
+        concurrency: int = 8,
+        lease_seconds: float = 60.0,
+        retry_base_seconds: float = 10.0,
+        poll_seconds: float = 2.0,
+        metrics: Metrics | None = None,
+        context_factory: Callable[[Job], JobContext] | None = None,
+        bot_login: str | None = None,
+    ) -> None:
+        self.store = store
+        self.pipelines = dict(pipelines)
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.retry_base_seconds = retry_base_seconds
+        self.poll_seconds = poll_seconds
+        self.metrics = metrics or Metrics()
+        self.context_factory = context_factory or (lambda job: JobContext(job=job, store=store))
+        self.bot_login = bot_login
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        log.info("worker %s started (concurrency %d)", self.owner, self.concurrency)
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self.running)
+            jobs: list[Job] = []
+            if free > 0:
+                self.store.jobs_recorded.clear()
+                try:
+                    jobs = await self.store.claim_jobs(self.owner, free, self.lease_seconds)
+                except StoreUnavailable as exc:
+                    log.error("cannot claim jobs: %s", exc)
+            for job in jobs:
+                self.running[job.id] = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+                self.running[job.id].add_done_callback(lambda _t, job_id=job.id: self.running.pop(job_id, None))
+            if jobs and len(jobs) == free:
+                await self._wait_for_slot()
+            elif not jobs:
+                await self._wait_for_work()
+        log.info("worker %s stopping", self.owner)
+
+    async def _wait_for_slot(self) -> None:
+        if self.running:
+            await asyncio.wait(list(self.running.values()), return_when=asyncio.FIRST_COMPLETED,
+                               timeout=self.poll_seconds)
+
+    async def _wait_for_work(self) -> None:
+        waiters = [asyncio.ensure_future(self.store.jobs_recorded.wait()),
+                   asyncio.ensure_future(self._stopping.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; give running jobs `grace` seconds, then cancel them (their leases expire)."""
+        self._stopping.set()
+        if self.running:
+            done, pending = await asyncio.wait(list(self.running.values()), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Run until nothing is runnable and nothing runs (for tests and one-shot use)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            free = self.concurrency - len(self.running)
+            jobs = await self.store.claim_jobs(self.owner, free, self.lease_seconds) if free > 0 else []
+            for job in jobs:
+                self.running[job.id] = asyncio.create_task(self._run_job(job))
+                self.running[job.id].add_done_callback(lambda _t, job_id=job.id: self.running.pop(job_id, None))
+            if not jobs and not self.running:
+                return
+            if self.running:
+                await asyncio.wait(list(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
+        raise TimeoutError("jobs still running")
+
+    # -- one job --------------------------------------------------------------
+    async def _run_job(self, job: Job) -> None:
+        token = job_id_var.set(job.id)
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            outcome = await self._attempt(job)
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception:  # noqa: BLE001 - a bug in bookkeeping must not kill the worker
+            log.exception("job %d: bookkeeping failed", job.id)
+        finally:
+            self.metrics.job_duration.labels(job.kind.value, outcome).observe(time.monotonic() - started)
+            job_id_var.reset(token)
+
+    async def _attempt(self, job: Job) -> str:
+        pipeline = self.pipelines.get(job.kind.value)
+        if pipeline is None:
+            error = f"no pipeline for job kind {job.kind.value!r} in this version of prmedic"
+            log.warning("job %d: %s", job.id, error)
+            await self._finish(job, JobState.no_pipeline, error=error)
+            return "no_pipeline"
+        sender = job.payload.get("sender")
+        if self.bot_login and sender == self.bot_login and job.kind.value != "fix":
+            await self._finish(job, JobState.skipped, error="caused by this App's own bot account")
+            return "skipped"
+        log.info("job %d: %s %s#%s attempt %d/%d", job.id, job.kind.value, job.repo, job.pr_number,
+                 job.attempts, job.max_attempts)
+        work = asyncio.create_task(pipeline(self.context_factory(job)))
+        heartbeat = asyncio.create_task(self._heartbeat(job, work))
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            stop = heartbeat.result() if heartbeat.done() and not heartbeat.cancelled() else None
+            if stop is None:
+                raise  # the worker itself is shutting down: the lease will expire
+            log.info("job %d: stopped (%s)", job.id, stop.value)
+            self.metrics.jobs_finished.labels(job.kind.value, stop.value).inc()
+            return stop.value
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
+            return await self._failed(job, exc)
+        finally:
+            heartbeat.cancel()
+        await self._finish(job, JobState.done, result=result or {})
+        return "done"
+
+    async def _heartbeat(self, job: Job, work: asyncio.Task[Any]) -> JobState | None:
+        """Renew the lease until the work ends; stop the work if the job was superseded or cancelled."""
+        interval = max(self.lease_seconds / 3, 0.5)
+        while not work.done():
+            await asyncio.sleep(interval)
+            try:
+                state = await self.store.renew_lease(job.id, self.owner, self.lease_seconds)
+            except StoreUnavailable as exc:
+                log.warning("job %d: cannot renew lease: %s", job.id, exc)
+                continue
+            if state is not JobState.running:
+                final = state or JobState.cancelled
+                log.info("job %d: %s while running; stopping it", job.id, final.value if state else "lease lost")
+                work.cancel()
+                return final
+        return None
+
+    async def _failed(self, job: Job, exc: Exception) -> str:
+        error = describe(exc)
+        if is_transient(exc) and job.attempts < job.max_attempts:
+            delay = retry_backoff(job.attempts, self.retry_base_seconds)
+            log.warning("job %d: transient failure (%s); retry %d in %.0fs", job.id, error, job.attempts + 1, delay)
+            await self.store.retry_job(job.id, self.owner, error, time.time() + delay)
+            return "retry"
+        if is_transient(exc):
+            error = f"gave up after {job.attempts} attempts: {error}"
+        log.error("job %d failed: %s", job.id, error, exc_info=not is_transient(exc))
+        await self._finish(job, JobState.failed, error=error)
+        return "failed"
+
+    async def _finish(self, job: Job, state: JobState, *, error: str | None = None,
+                      result: dict[str, Any] | None = None) -> None:
+        if await self.store.finish_job(job.id, self.owner, state, error=error, result=result):
+            self.metrics.jobs_finished.labels(job.kind.value, state.value).inc()
+        else:
+            log.info("job %d: finished as %s, but the lease had moved on", job.id, state.value)
