@@ -29,8 +29,8 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 
 
-def _answer(status: int, **body: Any) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+def _answer(http_status: int, **body: Any) -> web.Response:
+    return web.Response(status=http_status, body=orjson.dumps(body), content_type="application/json")
 
 
 def parse_body(content_type: str, body: bytes) -> Any:
@@ -159,7 +159,7 @@ def create_app(settings: Settings, store: Store, metrics: Metrics | None = None,
     app[SETTINGS_KEY] = settings
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
-    app.router.add_post(WEBHOOK_PATH, WebhookHandler(settings, store, metrics, identity))
+    app.router.add_post(WEBHOOK_PATH, WebhookHandler(settings, store, metrics, identity).__call__)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app

@@ -1,0 +1,126 @@
+"""Shared fixtures: settings, store, signed deliveries, GitHub's webhook examples, the server."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import hmac
+import itertools
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.metrics import Metrics
+from app.server import create_app
+from app.settings import Settings
+from app.store import open_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+WEBHOOK_SECRET = "test-webhook-secret"
+APP_ID = 12345
+APP_SLUG = "prmedic"
+
+
+@functools.cache
+def webhook_examples() -> dict[str, list[dict]]:
+    """GitHub's own webhook payload examples (@octokit/webhooks-examples), by event name."""
+    data = json.loads((FIXTURES / "webhook-examples.json").read_text())
+    return {entry["name"]: entry["examples"] for entry in data}
+
+
+def example(event: str, action: str | None = None, index: int = 0) -> dict:
+    """A deep copy of the index-th example of `event` with `action`."""
+    matches = [e for e in webhook_examples()[event] if action is None or e.get("action") == action]
+    return copy.deepcopy(matches[index])
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def delivery_headers(event: str, body: bytes, *, delivery_id: str | None = None, secret: str = WEBHOOK_SECRET) -> dict:
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(body, secret),
+        "User-Agent": "GitHub-Hookshot/test",
+    }
+
+
+@pytest.fixture(scope="session")
+def app_private_key() -> str:
+    """An RSA key for the test App (generated once per test session)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture
+def settings_env(tmp_path, app_private_key, monkeypatch) -> dict[str, str]:
+    """A complete, valid set of PRMEDIC_* variables, also placed in os.environ."""
+    key_path = tmp_path / "app.pem"
+    key_path.write_text(app_private_key)
+    env = {
+        "PRMEDIC_APP_ID": str(APP_ID),
+        "PRMEDIC_APP_SLUG": APP_SLUG,
+        "PRMEDIC_PRIVATE_KEY_PATH": str(key_path),
+        "PRMEDIC_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PRMEDIC_DATABASE_URL": f"sqlite:///{tmp_path / 'prmedic.db'}",
+        "PRMEDIC_GITHUB_API_URL": "http://127.0.0.1:9/unused",
+        "PRMEDIC_JOB_RETRY_BASE_SECONDS": "0",
+        "PRMEDIC_WORKER_POLL_SECONDS": "0.05",
+    }
+    for name in [n for n in __import__("os").environ if n.startswith("PRMEDIC_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    return env
+
+
+@pytest.fixture
+def settings(settings_env) -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+async def store(settings):
+    store = open_store(settings.database_url)
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def webhook_client(aiohttp_client, settings, store):
+    """A test client for the real server app, on the test store."""
+    return await aiohttp_client(create_app(settings, store, Metrics()))
+
+
+class Deliverer:
+    """Posts signed deliveries to the server, as GitHub does."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, client):
+        self.client = client
+
+    async def __call__(self, event: str, payload: dict | bytes, *, delivery_id: str | None = None,
+                      headers: dict | None = None):
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        all_headers = delivery_headers(event, body, delivery_id=delivery_id or f"test-{next(self._ids)}-{uuid.uuid4()}")
+        all_headers.update(headers or {})
+        return await self.client.post("/api/github/webhooks", data=body, headers=all_headers)
+
+
+@pytest.fixture
+def deliver(webhook_client) -> Deliverer:
+    return Deliverer(webhook_client)
