@@ -27,6 +27,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _run(coro) -> None:
     try:
+        if os.environ.get("PRMEDIC_NO_UVLOOP"):
+            raise ImportError
         import uvloop  # optional: `pip install prmedic[fast]`
     except ImportError:
         asyncio.run(coro)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Mapping
@@ -64,6 +65,17 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         await store.close()
 
 
+def freeze_startup_objects() -> None:
+    """Keep the objects of start-up (modules, SDK types) out of every later garbage collection.
+
+    Without this, each full collection walks hundreds of thousands of import-time objects
+    and stalls the event loop for tens of milliseconds: the webhook p99 doubles.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 50)
+
+
 async def _wait_for_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -101,6 +113,7 @@ async def serve(settings: Settings, *, with_worker: bool = True, pipelines: Mapp
             worker = svc.worker(pipelines)
             worker_task = asyncio.create_task(worker.run())
             asyncio.create_task(learn_app_slug(svc))
+        freeze_startup_objects()
         if ready is not None:
             ready.set()
         try:

@@ -15,6 +15,7 @@ from gidgethub import ValidationFailure, sansio
 from app.logs import delivery_id_var
 from app.metrics import Metrics
 from app.routing import Intake, route
+from app.routing.envelope import PayloadError, decode_payload
 from app.settings import Settings
 from app.store import Delivery, Store, StoreUnavailable
 
@@ -33,12 +34,19 @@ def _answer(http_status: int, **body: Any) -> web.Response:
     return web.Response(status=http_status, body=orjson.dumps(body), content_type="application/json")
 
 
-def parse_body(content_type: str, body: bytes) -> Any:
-    """The JSON payload, from a JSON body or GitHub's form encoding (`payload=<json>`)."""
+_BODIES = {name: orjson.dumps({"status": name}) for name in ("duplicate", "pong", "recorded")}
+
+
+def _status_answer(http_status: int, name: str) -> web.Response:
+    return web.Response(status=http_status, body=_BODIES[name], content_type="application/json")
+
+
+def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
+    """The routed fields of the payload, from a JSON body or GitHub's form encoding (`payload=<json>`)."""
     if content_type == "application/x-www-form-urlencoded":
         form = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=True)
         body = form["payload"][0].encode("utf-8")
-    return orjson.loads(body)
+    return decode_payload(body)
 
 
 class WebhookHandler:
@@ -49,7 +57,13 @@ class WebhookHandler:
         self.metrics = metrics
         # Anything with a `bot_login` attribute: the runtime fills it in once it learns the App's slug.
         self.identity = identity
-        self._count = metrics.webhooks.labels
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def _count(self, event: str, status: str) -> Any:
+        counter = self._counters.get((event, status))
+        if counter is None:
+            counter = self._counters[(event, status)] = self.metrics.webhooks.labels(event, status)
+        return counter
 
     def reject(self, event: str, status: int, error: str) -> web.Response:
         self._count(event, str(status)).inc()
@@ -87,13 +101,13 @@ class WebhookHandler:
     async def _accept(self, event_name: str, delivery_id: str, content_type: str, body: bytes) -> web.Response:
         try:
             data = parse_body(content_type, body)
+        except PayloadError as exc:
+            return self.reject(event_name, 400, f"body is not a valid webhook payload: {exc}"[:300])
         except (ValueError, KeyError, UnicodeDecodeError):
             return self.reject(event_name, 400, "body is not valid JSON")
-        if not isinstance(data, dict):
-            return self.reject(event_name, 400, "body is not a JSON object")
         if event_name == "ping":
             self._count(event_name, "200").inc()
-            return _answer(200, status="pong")
+            return _status_answer(200, "pong")
         intake = Intake(app_id=self.settings.app_id, bot_login=self.identity.bot_login,
                         process_drafts=self.settings.process_drafts)
         try:
@@ -105,7 +119,7 @@ class WebhookHandler:
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("ignored %s.%s: %s", event_name, data.get("action"), "; ".join(intake.ignored))
             return _answer(200, status="ignored", reason="; ".join(intake.ignored))
-        delivery = Delivery(delivery_id=delivery_id, event=event_name, action=data.get("action"),
+        delivery = Delivery.model_construct(delivery_id=delivery_id, event=event_name, action=data.get("action"),
                             received_at=time.time())
         try:
             result = await self.store.record_delivery(
@@ -116,14 +130,15 @@ class WebhookHandler:
             return self.reject(event_name, 503, "the job store is unavailable; redeliver later")
         if result.duplicate:
             self._count(event_name, "200").inc()
-            return _answer(200, status="duplicate")
+            return _status_answer(200, "duplicate")
         for job in intake.jobs:
             self.metrics.jobs_created.labels(job.kind.value).inc()
         if result.job_ids:
             self._count(event_name, "202").inc()
+            # GitHub shows this body in the App's delivery log: the job ids help operators.
             return _answer(202, status="accepted", jobs=result.job_ids)
         self._count(event_name, "200").inc()
-        return _answer(200, status="recorded")
+        return _status_answer(200, "recorded")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -333,3 +333,46 @@ async def test_check_runs_and_comments(gh, github_state):
     status, prs, _ = await gh.req("GET", f"/repos/{REPO_FULL_NAME}/commits/{pr_sha}/pulls")
     assert [p["number"] for p in prs] == [3]
     assert github_state.violations == []
+
+
+async def test_fork_pull_request_contents_and_compare(gh, github_state, git_repo):
+    repo = git_repo({"lib/util.py": "def f():\n    return 1\n"})
+    repo.checkout("fix/deep/branch", create=True)
+    fork_sha = repo.commit({"lib/util.py": "def f():\n    return 2\n"}, "Fix")
+    repo.checkout("main")
+    github_state.add_repo(OWNER, "upstream", from_git=repo.path)
+    github_state.add_repo("forker", "upstream", fork_of=f"{OWNER}/upstream", from_git=repo.path)
+    del github_state.repo(f"{OWNER}/upstream").refs["refs/heads/fix/deep/branch"]
+    pr = github_state.add_pull_request(f"{OWNER}/upstream", 1, head_ref="fix/deep/branch",
+                                       head_repo="forker/upstream", user="forker")
+    status, pull, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/pulls/1")
+    assert pull["head"]["repo"]["full_name"] == "forker/upstream" and pull["head"]["sha"] == fork_sha
+    # Check runs on a fork's head list no pull requests (like GitHub).
+    status, run, _ = await gh.req("POST", f"/repos/{OWNER}/upstream/check-runs",
+                                  json={"name": "prmedic", "head_sha": fork_sha})
+    assert status == 201 and run["pull_requests"] == []
+    # Contents of a nested path at a ref with slashes; raw media type; directories.
+    status, f, _ = await gh.req("GET", f"/repos/forker/upstream/contents/lib/util.py",
+                                params={"ref": "fix/deep/branch"})
+    assert status == 200 and f["encoding"] == "base64" and f["path"] == "lib/util.py"
+    status, raw, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/contents/lib/util.py",
+                                  headers={"Accept": "application/vnd.github.raw+json"})
+    assert raw == "def f():\n    return 1\n"
+    status, listing, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/contents/lib")
+    assert [e["name"] for e in listing] == ["util.py"]
+    assert (await gh.req("GET", f"/repos/{OWNER}/upstream/contents/nope.py"))[0] == 404
+    status, ref, _ = await gh.req("GET", "/repos/forker/upstream/git/ref/heads/fix/deep/branch")
+    assert status == 200 and ref["ref"] == "refs/heads/fix/deep/branch"
+    status, cmp, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/compare/main...forker:fix/deep/branch")
+    assert status == 200 and cmp["status"] == "ahead" and cmp["ahead_by"] == 1
+    assert cmp["files"][0]["patch"].startswith("@@ -1,2 +1,2 @@")
+    status, tree, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/git/trees/main", params={"recursive": "1"})
+    assert [t["path"] for t in tree["tree"]] == ["lib", "lib/util.py"]
+    status, repos, _ = await gh.req("GET", "/installation/repositories")
+    assert {r["full_name"] for r in repos["repositories"]} == {REPO_FULL_NAME, f"{OWNER}/upstream"}
+    status, perm, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/collaborators/forker/permission")
+    assert perm["permission"] == "read"
+    github_state.set_permission(f"{OWNER}/upstream", "forker", "maintain")
+    status, perm, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/collaborators/forker/permission")
+    assert perm["permission"] == "write" and perm["role_name"] == "maintain"
+    assert github_state.violations == []

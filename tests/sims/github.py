@@ -870,11 +870,16 @@ class GitHubState:
         if login in self.users:
             return self.users[login]
         uid = id if id is not None else (self.bot_id if login == self.bot_login else self.next_id("user", 5000))
+        url = f"https://api.github.com/users/{quote(login)}"
         u = {"login": login, "id": uid, "node_id": node_id("U", uid),
              "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
-             "gravatar_id": "", "url": f"https://api.github.com/users/{quote(login)}",
-             "html_url": f"{HTML_BASE}/{quote(login)}", "type": type, "site_admin": False,
-             "_email": email or f"{uid}+{login}@users.noreply.github.com"}
+             "gravatar_id": "", "url": url, "html_url": f"{HTML_BASE}/{quote(login)}",
+             "followers_url": f"{url}/followers", "following_url": f"{url}/following{{/other_user}}",
+             "gists_url": f"{url}/gists{{/gist_id}}", "starred_url": f"{url}/starred{{/owner}}{{/repo}}",
+             "subscriptions_url": f"{url}/subscriptions", "organizations_url": f"{url}/orgs",
+             "repos_url": f"{url}/repos", "events_url": f"{url}/events{{/privacy}}",
+             "received_events_url": f"{url}/received_events", "type": type, "user_view_type": "public",
+             "site_admin": False, "_email": email or f"{uid}+{login}@users.noreply.github.com"}
         if login.endswith("[bot]"):
             u["type"] = "Bot"
         self.users[login] = u
@@ -928,7 +933,11 @@ class GitHubState:
                  private: bool = False, fork_of: "str | Repo | None" = None,
                  from_git: str | Path | None = None, owner_type: str | None = None,
                  installation_id: int | None = None) -> Repo:
-        """Create a repository; ``from_git`` imports every object and branch/tag of a local repo."""
+        """Create a repository; ``from_git`` imports every object and branch/tag of a local repo.
+
+        ``default_branch`` defaults to "main" (or, with ``from_git``, main/master if present, else the
+        checked-out branch). A fork (``fork_of="owner/name"``) without ``from_git`` copies its parent's
+        objects and branches."""
         parent = self.repo(fork_of) if fork_of is not None else None
         if owner_type is None:
             owner_type = next((i.account_type for i in self.installations.values()
@@ -941,8 +950,9 @@ class GitHubState:
             objects, refs, head = read_git_repo(from_git)
             repo.store.objects.update(objects)
             repo.refs.update(refs)
-            if default_branch is None and head:
-                repo.default_branch = head
+            if default_branch is None:  # main/master if present, else the checked-out branch
+                repo.default_branch = next((b for b in ("main", "master") if f"refs/heads/{b}" in refs),
+                                           head or "main")
         elif parent is not None:
             repo.store.objects.update(parent.store.objects)
             repo.refs.update({k: v for k, v in parent.refs.items() if k.startswith("refs/heads/")})
@@ -1245,7 +1255,15 @@ class GitHubState:
 
         return write(root) or store.put_tree([])
 
+    def sync_pull(self, pr: PullRequest) -> None:
+        """Make a fork's newest head commits reachable in the base repository (as GitHub does)."""
+        if pr.head_repo is not pr.repo and pr.repo.store.kind(pr.head_sha) is None:
+            pr.repo.store.objects.update(pr.head_repo.store.objects)
+        if pr.state == "open":
+            pr.repo.refs[f"refs/pull/{pr.number}/head"] = pr.head_sha
+
     def pr_diff(self, pr: PullRequest, head_sha: str | None = None) -> tuple[str | None, list[FileDiff]]:
+        self.sync_pull(pr)
         head = head_sha or pr.head_sha
         store = pr.repo.store
         base = store.merge_base(pr.base_sha, head)
@@ -1265,6 +1283,24 @@ class GitHubState:
 # --------------------------------------------------------------------------------------------
 
 
+_REPO_URLS = {
+    "archive_url": "/{archive_format}{/ref}", "assignees_url": "/assignees{/user}",
+    "blobs_url": "/git/blobs{/sha}", "branches_url": "/branches{/branch}",
+    "collaborators_url": "/collaborators{/collaborator}", "comments_url": "/comments{/number}",
+    "commits_url": "/commits{/sha}", "compare_url": "/compare/{base}...{head}", "contents_url": "/contents/{+path}",
+    "contributors_url": "/contributors", "deployments_url": "/deployments", "downloads_url": "/downloads",
+    "events_url": "/events", "forks_url": "/forks", "git_commits_url": "/git/commits{/sha}",
+    "git_refs_url": "/git/refs{/sha}", "git_tags_url": "/git/tags{/sha}", "hooks_url": "/hooks",
+    "issue_comment_url": "/issues/comments{/number}", "issue_events_url": "/issues/events{/number}",
+    "issues_url": "/issues{/number}", "keys_url": "/keys{/key_id}", "labels_url": "/labels{/name}",
+    "languages_url": "/languages", "merges_url": "/merges", "milestones_url": "/milestones{/number}",
+    "notifications_url": "/notifications{?since,all,participating}", "pulls_url": "/pulls{/number}",
+    "releases_url": "/releases{/id}", "stargazers_url": "/stargazers", "statuses_url": "/statuses/{sha}",
+    "subscribers_url": "/subscribers", "subscription_url": "/subscription", "tags_url": "/tags",
+    "teams_url": "/teams", "trees_url": "/git/trees{/sha}",
+}
+
+
 class Render:
     def __init__(self, state: GitHubState, api: str):
         self.s = state
@@ -1280,14 +1316,19 @@ class Render:
             "id": repo.id, "node_id": node_id("R", repo.id), "name": repo.name, "full_name": repo.full_name,
             "private": repo.private, "owner": s.user(repo.owner), "html_url": f"{HTML_BASE}/{repo.full_name}",
             "description": None, "fork": repo.fork_of is not None, "url": url,
-            "pulls_url": url + "/pulls{/number}", "contents_url": url + "/contents/{+path}",
             "git_url": f"git://github.com/{repo.full_name}.git", "ssh_url": f"git@github.com:{repo.full_name}.git",
-            "clone_url": f"{HTML_BASE}/{repo.full_name}.git", "default_branch": repo.default_branch,
+            "clone_url": f"{HTML_BASE}/{repo.full_name}.git", "svn_url": f"{HTML_BASE}/{repo.full_name}",
+            "mirror_url": None, "homepage": None, "default_branch": repo.default_branch,
             "visibility": "private" if repo.private else "public", "archived": False, "disabled": False,
             "created_at": iso(repo.created_at), "updated_at": iso(repo.created_at),
-            "pushed_at": iso(repo.created_at), "size": 0, "language": None, "topics": [],
-            "has_issues": True, "allow_forking": True, "is_template": False,
+            "pushed_at": iso(repo.created_at), "size": 0, "language": None, "license": None, "topics": [],
+            "has_issues": True, "has_projects": True, "has_wiki": True, "has_pages": False,
+            "has_downloads": True, "has_discussions": False, "allow_forking": True, "is_template": False,
+            "forks": 0, "forks_count": 0, "open_issues": 0, "open_issues_count": 0, "stargazers_count": 0,
+            "watchers": 0, "watchers_count": 0, "network_count": 0, "subscribers_count": 0,
         }
+        for k, suffix in _REPO_URLS.items():
+            out[k] = url + suffix
         if full and repo.fork_of is not None:
             out["parent"] = self.repo(repo.fork_of, full=False)
             root = repo.fork_of
@@ -1595,6 +1636,7 @@ def _pr_or_404(ctx: Ctx, number: str) -> PullRequest:
     pr = ctx.state.pulls.get((ctx.repo.key, int(number)))
     if pr is None:
         raise not_found()
+    ctx.state.sync_pull(pr)
     return pr
 
 

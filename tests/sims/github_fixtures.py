@@ -23,6 +23,10 @@ import pytest
 from .github import GitHubState, load_spec, make_app_jwt, make_github_app
 from .gitrepo import GitRepo, make_git_repo
 
+__all__ = ["APP_ID", "APP_SLUG", "INSTALLATION_ID", "OWNER", "REPO_NAME", "REPO_FULL_NAME", "GitHubServer",
+           "generate_private_key", "app_private_key", "github_openapi_spec", "github_state", "github_server",
+           "git_repo"]
+
 APP_ID = 12345
 APP_SLUG = "prmedic"
 INSTALLATION_ID = 1

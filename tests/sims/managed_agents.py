@@ -13,16 +13,37 @@ The real ``anthropic`` SDK reaches it through ``base_url`` / ``ANTHROPIC_BASE_UR
   append-only event log per session; sessions are driven by *scripts* (see the step builders
   and the ready-made scripts at the end of this module).
 
-Public surface (see the report / docstrings):
+Public surface:
 
-    sim = ManagedAgentsSimulator(step_delay=0.005)
-    app = sim.make_app()                      # aiohttp application
-    sim.default_script = normal_review_run()  # or sim.queue_script(...), sim.script_for(fn),
-                                              # sim.scripts["name"] = ... + session metadata {"script": "name"}
-    sim.calls / sim.write_calls() / sim.violations / sim.interrupts
-    sim.sessions[sid].tool_results / .interrupts / .events / .status
-    sim.fail_next_session_creates(n, status=529|429)
-    sim.drop_streams_after(n_events)
+    sim = ManagedAgentsSimulator(step_delay=0.005, ping_interval=0.5)
+    app = sim.make_app()                        # aiohttp application (the fixture serves it)
+
+    # choosing a session's script (first match wins):
+    sim.scripts["review"] = normal_review_run()  # + session metadata {"script": "review"}
+    sim.script_for(lambda create_body: ...)      # return a Script (or a factory) or None
+    sim.queue_script(s1, s2)                     # the next sessions created, in order
+    sim.default_script = end_turn_only()         # otherwise (built-in default: end_turn_only())
+    sim.sessions[sid].script = ...               # swap for the session's next turns
+
+    # faults
+    sim.fail_next_session_creates(n, status=529 | 429, retry_after=0.01)
+    sim.fail_next(method, path, n, status=...)
+    sim.drop_streams_after(n_events, times=1, mode="abort" | "eof")
+
+    # inspection
+    sim.calls (Call(method, path, body)), sim.write_calls(since=sim.mark()), sim.requests
+    sim.violations, sim.expect_violations, sim.interrupts, sim.conflicts
+    sim.agents / sim.environments / sim.sessions[sid] (SimSession: status, events, thread_logs,
+    threads, tool_results, confirmations, interrupts, user_messages, usage, stream_drops,
+    resources[i]["_token"])
+    await sim.wait_idle(sid, "requires_action"), sim.wait_for_event(sid, type, **match),
+    sim.wait_until(predicate)
+
+A script is ``Script(*steps)`` (one turn per ``user.message``; ``.then_turn(*steps)`` adds
+turns). The runner emits ``session.status_running`` when a turn starts and after tool results
+come back, and ``session.status_idle`` (end_turn) if a turn ends without a ``stop_*`` step.
+Sub-agent work stays in its thread's log; ``CROSSPOSTED_TYPES`` are copied to the session log
+(``sim.flatten_threads = True`` copies everything).
 """
 
 from __future__ import annotations
@@ -37,10 +58,10 @@ import string
 import time
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Awaitable, Callable, Iterable, NamedTuple, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterable, NamedTuple, Sequence, Union
 
 import pydantic
 import typing_extensions as te
@@ -123,6 +144,12 @@ __all__ = [
 ]
 
 BETA = "managed-agents-2026-04-01"
+
+if hasattr(web, "RequestKey"):
+    _JSON: Any = web.RequestKey("managed_agents_sim_json", object)
+    _REC: Any = web.RequestKey("managed_agents_sim_record", object)
+else:  # pragma: no cover - older aiohttp
+    _JSON, _REC = "managed_agents_sim_json", "managed_agents_sim_record"
 
 BUILTIN_TOOLS = ("bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search")
 CUSTOM_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -407,13 +434,23 @@ def _format_pydantic(err: pydantic.ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def validate_params(param_type: Any, body: Any, *, not_body: Iterable[str] = ("betas", "workspace_id")) -> dict:
-    """Validate a JSON request body against an SDK param TypedDict (types, required keys, unknown keys)."""
+def validate_params(
+    param_type: Any,
+    body: Any,
+    *,
+    not_body: Iterable[str] = ("betas", "workspace_id"),
+    path_params: dict[str, str] | None = None,
+) -> dict:
+    """Validate a JSON request body against an SDK param TypedDict (types, required keys, unknown keys).
+
+    ``not_body`` keys of the TypedDict travel as headers or path parameters and must not be in
+    the body; ``path_params`` supplies the (required) ones for type checking."""
     if not isinstance(body, dict):
         raise _bad("request body must be a JSON object")
+    not_body = tuple(not_body) + tuple(path_params or ())
     problems = [f"{k}: is not a body field (the SDK sends it as a header or path parameter)" for k in not_body if k in body]
     try:
-        _drain(_adapter(param_type).validate_python(body, strict=True))
+        _drain(_adapter(param_type).validate_python({**body, **(path_params or {})}, strict=True))
     except pydantic.ValidationError as e:
         problems.append(_format_pydantic(e))
     unknown = [k for k in _unknown_keys(param_type, {k: v for k, v in body.items() if k not in not_body}, "")]
@@ -598,7 +635,12 @@ class ScriptContext:
         s = self.session
         remaining = list(event_ids)
         results: dict[str, ToolResult] = {}
-        await self.idle({"type": "requires_action", "event_ids": list(remaining)})
+        if self.sim.step_delay:
+            await asyncio.sleep(self.sim.step_delay)
+        unanswered = [e for e in remaining if not s.pending[e].future.done()]
+        went_idle = bool(unanswered)
+        if unanswered:  # a client that answered straight from the tool-use event never sees an idle
+            await self.idle({"type": "requires_action", "event_ids": unanswered}, delay=False)
         while True:
             for eid in list(remaining):
                 p = s.pending.get(eid)
@@ -615,7 +657,8 @@ class ScriptContext:
         out = [results[e] for e in event_ids]
         self.tool_results.extend(out)
         self.last_tool_result = out[-1] if out else None
-        await self.set_running()
+        if went_idle or s.status != "running":
+            await self.set_running()
         return out
 
     async def check_budget(self) -> None:
@@ -1434,8 +1477,8 @@ class ManagedAgentsSimulator:
         rec = RequestRecord(request.method, request.path, query, dict(request.headers), body)
         self.requests.append(rec)
         self.calls.append(Call(request.method, request.path, body))
-        request["json"] = body
-        request["rec"] = rec
+        request[_JSON] = body
+        request[_REC] = rec
         try:
             self._check_headers(request)
             if bad_json:
@@ -1514,7 +1557,7 @@ class ManagedAgentsSimulator:
     # -- query helpers -------------------------------------------------------------
     def _query(self, request: web.Request, allowed: Iterable[str]) -> dict[str, list[str]]:
         allowed = set(allowed) | {"beta"}
-        q = request["rec"].query
+        q = request[_REC].query
         unknown = [k for k in q if k not in allowed]
         if unknown:
             raise _bad(f"unknown query parameter(s): {', '.join(unknown)}")
@@ -1802,7 +1845,7 @@ class ManagedAgentsSimulator:
 
     async def _create_agent(self, request: web.Request) -> web.Response:
         self._query(request, ())
-        body = validate_params(agent_create_params.AgentCreateParams, request["json"])
+        body = validate_params(agent_create_params.AgentCreateParams, request[_JSON])
         if not body["name"]:
             raise _bad("name: must not be empty")
         _check_metadata(body.get("metadata"))
@@ -1849,7 +1892,7 @@ class ManagedAgentsSimulator:
         self._query(request, ())
         agent_id = request.match_info["agent_id"]
         a = self._get_agent_rec(agent_id)
-        body = validate_params(agent_update_params.AgentUpdateParams, request["json"])
+        body = validate_params(agent_update_params.AgentUpdateParams, request[_JSON])
         if a["archived_at"]:
             raise _bad(f"agent {agent_id} is archived and cannot be updated")
         cur = a["versions"][-1]
@@ -1975,7 +2018,7 @@ class ManagedAgentsSimulator:
 
     async def _create_env(self, request: web.Request) -> web.Response:
         self._query(request, ())
-        body = validate_params(environment_create_params.EnvironmentCreateParams, request["json"])
+        body = validate_params(environment_create_params.EnvironmentCreateParams, request[_JSON])
         if not body["name"]:
             raise _bad("name: must not be empty")
         _check_metadata(body.get("metadata"))
@@ -2002,7 +2045,7 @@ class ManagedAgentsSimulator:
     async def _update_env(self, request: web.Request) -> web.Response:
         self._query(request, ())
         env = self._get_env_rec(request.match_info["env_id"])
-        body = validate_params(environment_update_params.EnvironmentUpdateParams, request["json"])
+        body = validate_params(environment_update_params.EnvironmentUpdateParams, request[_JSON])
         if env["archived_at"]:
             raise _bad("environment is archived", error_code="environment_archived")
         new = dict(env)
@@ -2144,7 +2187,7 @@ class ManagedAgentsSimulator:
 
     async def _create_session(self, request: web.Request) -> web.Response:
         self._query(request, ())
-        body = validate_params(session_create_params.SessionCreateParams, request["json"])
+        body = validate_params(session_create_params.SessionCreateParams, request[_JSON])
         agent = self._session_agent_snapshot(body["agent"])
         env = self.environments.get(body["environment_id"])
         if env is None:
@@ -2196,7 +2239,7 @@ class ManagedAgentsSimulator:
     async def _update_session(self, request: web.Request) -> web.Response:
         self._query(request, ())
         s = self._session(request)
-        body = validate_params(session_update_params.SessionUpdateParams, request["json"])
+        body = validate_params(session_update_params.SessionUpdateParams, request[_JSON])
         if "vault_ids" in body:
             raise _bad("vault_ids: cannot be set on update (reserved)")
         changed: dict[str, Any] = {}
@@ -2311,7 +2354,7 @@ class ManagedAgentsSimulator:
     async def _add_resource(self, request: web.Request) -> web.Response:
         self._query(request, ())
         s = self._session(request)
-        body = validate_params(resource_add_params.ResourceAddParams, request["json"])
+        body = validate_params(resource_add_params.ResourceAddParams, request[_JSON])
         r = self._build_resource(body, self.clock.iso(), len(s.resources))
         if any(x.get("mount_path") == r["mount_path"] for x in s.resources):
             raise _bad("mount_path already in use")
@@ -2327,7 +2370,7 @@ class ManagedAgentsSimulator:
         self._query(request, ())
         s = self._session(request)
         r = self._resource(s, request.match_info["rid"])
-        body = validate_params(resource_update_params.ResourceUpdateParams, request["json"], not_body=("betas", "workspace_id", "session_id"))
+        body = validate_params(resource_update_params.ResourceUpdateParams, request[_JSON], path_params={"session_id": s.id})
         if r["type"] != "github_repository":
             raise _bad("only github_repository resources can be updated")
         if not body["authorization_token"]:
@@ -2499,7 +2542,7 @@ class ManagedAgentsSimulator:
     async def _send_events(self, request: web.Request) -> web.Response:
         self._query(request, ())
         s = self._session(request)
-        body = validate_params(event_send_params.EventSendParams, request["json"])
+        body = validate_params(event_send_params.EventSendParams, request[_JSON])
         events = list(body["events"])
         if not events:
             raise _bad("events: must not be empty")
@@ -2551,7 +2594,7 @@ class ManagedAgentsSimulator:
         return await self._stream(request, s, thread_id=None)
 
     async def _stream(self, request: web.Request, s: SimSession, *, thread_id: str | None) -> web.StreamResponse:
-        deltas = set(request["rec"].query.get("event_deltas[]") or [])
+        deltas = set(request[_REC].query.get("event_deltas[]") or [])
         bad = deltas - {"agent.message", "agent.thinking"}
         if bad:
             raise _bad(f"event_deltas: unknown type(s) {sorted(bad)}")
