@@ -13,6 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from sims.github_fixtures import (  # noqa: F401 - fixtures
+    app_private_key,
+    git_repo,
+    github_openapi_spec,
+    github_server,
+    github_state,
+)
+from sims.managed_agents_fixtures import managed_agents, managed_agents_env  # noqa: F401 - fixtures
+
 from app.metrics import Metrics
 from app.server import create_app
 from app.settings import Settings
@@ -49,18 +58,6 @@ def delivery_headers(event: str, body: bytes, *, delivery_id: str | None = None,
         "X-Hub-Signature-256": sign(body, secret),
         "User-Agent": "GitHub-Hookshot/test",
     }
-
-
-@pytest.fixture(scope="session")
-def app_private_key() -> str:
-    """An RSA key for the test App (generated once per test session)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -138,8 +138,10 @@ class GitHubApp:
         session: aiohttp.ClientSession | None = None,
         max_retry_wait: float = 120.0,
         metrics: Metrics | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
     ) -> None:
         self.app_id = str(app_id)
+        self.clock = clock
         self.private_key = private_key
         self.base_url = base_url
         self._session = session
@@ -184,7 +186,7 @@ class GitHubApp:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             cached = self._tokens.get(key)
-            if cached and cached["expires"] - dt.datetime.now(dt.timezone.utc) > TOKEN_MIN_REMAINING:
+            if cached and cached["expires"] - self.clock() > TOKEN_MIN_REMAINING:
                 return cached["token"]
             body: dict[str, Any] = {}
             if repositories:
