@@ -271,3 +271,62 @@ async def test_cancel_request_stops_a_running_job(store, state):
     await worker.stop()
     await runner
     assert (await store.get_job(job_id)).state is state
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_prmedic_serve_keeps_an_accepted_delivery_through_kill_9(settings_env, store, tmp_path):
+    import aiohttp
+
+    from conftest import delivery_headers
+
+    port = _free_port()
+    env = {**os.environ, **settings_env, "PRMEDIC_HOST": "127.0.0.1", "PRMEDIC_PORT": str(port),
+           "PRMEDIC_WORKER_POLL_SECONDS": "0.1", "PRMEDIC_JOB_LEASE_SECONDS": "2"}
+    url = f"http://127.0.0.1:{port}"
+
+    async def start() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(f"{url}/healthz") as answer:
+                        if answer.status == 200:
+                            return proc
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.05)
+        proc.kill()
+        raise AssertionError(proc.communicate()[0].decode())
+
+    body = __import__("json").dumps(example("pull_request", "opened")).encode()
+    headers = delivery_headers("pull_request", body, delivery_id="kill-9-delivery")
+    server = await start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/api/github/webhooks", data=body, headers=headers) as answer:
+                assert answer.status == 202
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        server = await start()
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/api/github/webhooks", data=body, headers=headers) as answer:
+                assert answer.status == 200  # the redelivery is recognised after the restart
+        for _ in range(100):
+            jobs = await store.list_jobs()
+            if jobs and jobs[0].state.finished:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=20)[0].decode()
+    [job] = jobs
+    assert job.state is JobState.no_pipeline, output
+    assert job.delivery_id == "kill-9-delivery"
+    assert server.returncode == 0, output
