@@ -1,4 +1,4 @@
-"""`prmedic` command line: serve, worker, jobs, doctor."""
+"""`prmedic` command line: serve, worker, jobs, doctor, agents."""
 
 from __future__ import annotations
 
@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check settings and reach GitHub and Anthropic")
     doctor.set_defaults(func=cmd_doctor)
+
+    from app.agents.cli import add_agents_commands
+
+    add_agents_commands(sub)
     return parser
 
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(2.0, gt=0)
     github_max_retry_wait_seconds: float = Field(120.0, ge=0)
     process_drafts: bool = False
+    # agent sessions (app/sessions)
+    max_sessions: int = Field(500, ge=1, le=10_000)
+    session_max_duration_seconds: float = Field(3600.0, gt=0)
+    session_token_refresh_seconds: float = Field(300.0, gt=0, lt=600)
+    github_web_url: str = "https://github.com"
 
     @field_validator("webhook_secret")
     @classmethod
@@ -64,7 +69,7 @@ class Settings(BaseSettings):
             raise ValueError("is empty")
         return value
 
-    @field_validator("github_api_url")
+    @field_validator("github_api_url", "github_web_url")
     @classmethod
     def _api_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

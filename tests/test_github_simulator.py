@@ -10,12 +10,12 @@ import aiohttp
 import pytest
 
 try:  # tests/ is on sys.path (rootdir-less layout) ...
-    from sims.github import GitHubState, make_app_jwt
+    from sims.github import make_app_jwt
     from sims.github_fixtures import (INSTALLATION_ID, OWNER, REPO_FULL_NAME, app_private_key,  # noqa: F401
                                       generate_private_key, git_repo, github_openapi_spec, github_server,
                                       github_state)
 except ImportError:  # ... or the project root is (tests/ as a package)
-    from tests.sims.github import GitHubState, make_app_jwt
+    from tests.sims.github import make_app_jwt
     from tests.sims.github_fixtures import (INSTALLATION_ID, OWNER, REPO_FULL_NAME, app_private_key,  # noqa: F401
                                             generate_private_key, git_repo, github_openapi_spec,
                                             github_server, github_state)

@@ -8,9 +8,11 @@ from app.store.models import (
     JobState,
     NewJob,
     RecordResult,
+    SessionRecord,
+    ToolCallRecord,
 )
 
 __all__ = [
     "Delivery", "Installation", "InstallationChange", "Job", "JobKind", "JobState", "NewJob",
-    "RecordResult", "Store", "StoreUnavailable", "open_store",
+    "RecordResult", "SessionRecord", "Store", "ToolCallRecord", "StoreUnavailable", "open_store",
 ]

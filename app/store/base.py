@@ -15,6 +15,8 @@ from app.store.models import (
     JobState,
     NewJob,
     RecordResult,
+    SessionRecord,
+    ToolCallRecord,
 )
 
 
@@ -105,6 +107,59 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_meta(self, key: str, value: str) -> None: ...
+
+    # -- agent sessions (app/sessions) ----------------------------------------
+    @abc.abstractmethod
+    async def record_session(
+        self, job_id: int, session_id: str, *, agent_id: str | None = None, agent_version: int | None = None
+    ) -> SessionRecord:
+        """Remember that `session_id` runs `job_id` (durably, before the task is sent)."""
+
+    @abc.abstractmethod
+    async def get_open_session(self, job_id: int) -> SessionRecord | None:
+        """The job's session that has not been closed yet, if any (a restarted worker resumes it)."""
+
+    @abc.abstractmethod
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        usage: dict[str, Any] | None = None,
+        list_cost_cents: int | None = None,
+        budget_reached: bool | None = None,
+    ) -> None:
+        """Record the latest usage snapshot (and whether the budget was reached)."""
+
+    @abc.abstractmethod
+    async def close_session(
+        self,
+        session_id: str,
+        *,
+        stop_reason: str | None = None,
+        error: str | None = None,
+        usage: dict[str, Any] | None = None,
+        list_cost_cents: int | None = None,
+        budget_reached: bool | None = None,
+    ) -> None:
+        """Mark the session ended: a retry of its job creates a new one."""
+
+    @abc.abstractmethod
+    async def list_sessions(self, job_id: int) -> list[SessionRecord]: ...
+
+    @abc.abstractmethod
+    async def claim_tool_call(self, session_id: str, event_id: str, name: str) -> tuple[ToolCallRecord, bool]:
+        """Claim a custom tool call before running it: (record, True) if this call claimed it,
+        (the existing record, False) if it was claimed before (maybe by a process that died)."""
+
+    @abc.abstractmethod
+    async def answer_tool_call(self, event_id: str, result: str, is_error: bool) -> ToolCallRecord:
+        """Store the result of a claimed tool call (before it is sent to the session)."""
+
+    @abc.abstractmethod
+    async def get_tool_call(self, event_id: str) -> ToolCallRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_tool_calls(self, session_id: str) -> list[ToolCallRecord]: ...
 
 
 def open_store(database_url: str) -> Store:

@@ -95,3 +95,35 @@ class Installation(BaseModel):
 class RecordResult(BaseModel):
     duplicate: bool
     job_ids: list[int] = Field(default_factory=list)
+
+
+class SessionRecord(BaseModel):
+    """A Managed Agents session run for a job (one open session per job at a time)."""
+
+    session_id: str
+    job_id: int
+    agent_id: str | None = None
+    agent_version: int | None = None
+    # open: the session may still be attached to; closed: it ended (a retry makes a new one)
+    state: str = "open"
+    stop_reason: str | None = None
+    error: str | None = None
+    usage: dict[str, Any] | None = None
+    list_cost_cents: int | None = None
+    budget_reached: bool = False
+    created_at: float
+    updated_at: float
+
+
+class ToolCallRecord(BaseModel):
+    """One `agent.custom_tool_use`, claimed before its handler runs and answered at most once."""
+
+    session_id: str
+    event_id: str
+    name: str
+    # started: the handler was (or is being) run, no result stored yet; answered: result stored
+    state: str
+    result: str | None = None
+    is_error: bool = False
+    started_at: float
+    answered_at: float | None = None

@@ -32,6 +32,8 @@ from app.store.models import (
     JobState,
     NewJob,
     RecordResult,
+    SessionRecord,
+    ToolCallRecord,
 )
 
 T = TypeVar("T")
@@ -83,6 +85,32 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS agent_sessions (
+    session_id      TEXT PRIMARY KEY,
+    job_id          INTEGER NOT NULL,
+    agent_id        TEXT,
+    agent_version   INTEGER,
+    state           TEXT NOT NULL DEFAULT 'open',
+    stop_reason     TEXT,
+    error           TEXT,
+    usage           TEXT,
+    list_cost_cents INTEGER,
+    budget_reached  INTEGER NOT NULL DEFAULT 0,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agent_sessions_job ON agent_sessions (job_id, state);
+CREATE TABLE IF NOT EXISTS tool_calls (
+    event_id    TEXT PRIMARY KEY,
+    session_id  TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    result      TEXT,
+    is_error    INTEGER NOT NULL DEFAULT 0,
+    started_at  REAL NOT NULL,
+    answered_at REAL
+);
+CREATE INDEX IF NOT EXISTS tool_calls_session ON tool_calls (session_id);
 """
 
 JOB_COLUMNS = (
@@ -100,6 +128,19 @@ class _PendingDelivery:
     installations: Sequence[InstallationChange]
     max_attempts: int
     future: asyncio.Future[RecordResult]
+
+
+def _session_from_row(row: sqlite3.Row) -> SessionRecord:
+    data = dict(row)
+    data["usage"] = orjson.loads(data["usage"]) if data["usage"] else None
+    data["budget_reached"] = bool(data["budget_reached"])
+    return SessionRecord.model_validate(data)
+
+
+def _tool_call_from_row(row: sqlite3.Row) -> ToolCallRecord:
+    data = dict(row)
+    data["is_error"] = bool(data["is_error"])
+    return ToolCallRecord.model_validate(data)
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
@@ -462,3 +503,122 @@ class SQLiteStore(Store):
                 (key, value),
             )
         )
+
+    # -- agent sessions -------------------------------------------------------
+    async def record_session(
+        self, job_id: int, session_id: str, *, agent_id: str | None = None, agent_version: int | None = None
+    ) -> SessionRecord:
+        def insert(db: sqlite3.Connection) -> SessionRecord:
+            now = time.time()
+            db.execute(
+                "INSERT INTO agent_sessions (session_id, job_id, agent_id, agent_version, state, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, 'open', ?, ?) ON CONFLICT (session_id) DO NOTHING",
+                (session_id, job_id, agent_id, agent_version, now, now),
+            )
+            row = db.execute("SELECT * FROM agent_sessions WHERE session_id = ?", (session_id,)).fetchone()
+            return _session_from_row(row)
+
+        return await self._run(self._transaction, insert)
+
+    async def get_open_session(self, job_id: int) -> SessionRecord | None:
+        def get() -> SessionRecord | None:
+            row = self._conn.execute(
+                "SELECT * FROM agent_sessions WHERE job_id = ? AND state = 'open' ORDER BY created_at DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+            return _session_from_row(row) if row else None
+
+        return await self._run(get)
+
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        usage: dict[str, Any] | None = None,
+        list_cost_cents: int | None = None,
+        budget_reached: bool | None = None,
+    ) -> None:
+        await self._run(
+            lambda: self._conn.execute(
+                "UPDATE agent_sessions SET usage = coalesce(?, usage), list_cost_cents = coalesce(?, list_cost_cents),"
+                " budget_reached = coalesce(?, budget_reached), updated_at = ? WHERE session_id = ?",
+                (
+                    orjson.dumps(usage) if usage is not None else None, list_cost_cents,
+                    None if budget_reached is None else int(budget_reached), time.time(), session_id,
+                ),
+            )
+        )
+
+    async def close_session(
+        self,
+        session_id: str,
+        *,
+        stop_reason: str | None = None,
+        error: str | None = None,
+        usage: dict[str, Any] | None = None,
+        list_cost_cents: int | None = None,
+        budget_reached: bool | None = None,
+    ) -> None:
+        await self._run(
+            lambda: self._conn.execute(
+                "UPDATE agent_sessions SET state = 'closed', stop_reason = coalesce(?, stop_reason),"
+                " error = coalesce(?, error), usage = coalesce(?, usage),"
+                " list_cost_cents = coalesce(?, list_cost_cents), budget_reached = coalesce(?, budget_reached),"
+                " updated_at = ? WHERE session_id = ?",
+                (
+                    stop_reason, error, orjson.dumps(usage) if usage is not None else None, list_cost_cents,
+                    None if budget_reached is None else int(budget_reached), time.time(), session_id,
+                ),
+            )
+        )
+
+    async def list_sessions(self, job_id: int) -> list[SessionRecord]:
+        def select() -> list[SessionRecord]:
+            rows = self._conn.execute(
+                "SELECT * FROM agent_sessions WHERE job_id = ? ORDER BY created_at", (job_id,)
+            ).fetchall()
+            return [_session_from_row(r) for r in rows]
+
+        return await self._run(select)
+
+    async def claim_tool_call(self, session_id: str, event_id: str, name: str) -> tuple[ToolCallRecord, bool]:
+        def claim(db: sqlite3.Connection) -> tuple[ToolCallRecord, bool]:
+            cursor = db.execute(
+                "INSERT INTO tool_calls (event_id, session_id, name, state, started_at) VALUES (?, ?, ?, 'started', ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
+                (event_id, session_id, name, time.time()),
+            )
+            row = db.execute("SELECT * FROM tool_calls WHERE event_id = ?", (event_id,)).fetchone()
+            return _tool_call_from_row(row), cursor.rowcount == 1
+
+        return await self._run(self._transaction, claim)
+
+    async def answer_tool_call(self, event_id: str, result: str, is_error: bool) -> ToolCallRecord:
+        def answer(db: sqlite3.Connection) -> ToolCallRecord:
+            db.execute(
+                "UPDATE tool_calls SET state = 'answered', result = ?, is_error = ?, answered_at = ?"
+                " WHERE event_id = ? AND state = 'started'",
+                (result, int(is_error), time.time(), event_id),
+            )
+            row = db.execute("SELECT * FROM tool_calls WHERE event_id = ?", (event_id,)).fetchone()
+            if row is None:
+                raise StoreUnavailable(f"tool call {event_id} was never claimed")
+            return _tool_call_from_row(row)
+
+        return await self._run(self._transaction, answer)
+
+    async def get_tool_call(self, event_id: str) -> ToolCallRecord | None:
+        def get() -> ToolCallRecord | None:
+            row = self._conn.execute("SELECT * FROM tool_calls WHERE event_id = ?", (event_id,)).fetchone()
+            return _tool_call_from_row(row) if row else None
+
+        return await self._run(get)
+
+    async def list_tool_calls(self, session_id: str) -> list[ToolCallRecord]:
+        def select() -> list[ToolCallRecord]:
+            rows = self._conn.execute(
+                "SELECT * FROM tool_calls WHERE session_id = ? ORDER BY started_at, rowid", (session_id,)
+            ).fetchall()
+            return [_tool_call_from_row(r) for r in rows]
+
+        return await self._run(select)

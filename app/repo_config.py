@@ -1,0 +1,157 @@
+"""`.github/prmedic.yml`: a repository's own settings (DESIGN §3.5).
+
+Read from the default branch, never from the PR head, whose author controls it. An invalid
+file never stops prmedic: the defaults are used and the exact problems are reported on the PR.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import yaml
+from gidgethub import BadRequest
+from gidgethub.abc import GitHubAPI
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_PATH = ".github/prmedic.yml"
+Severity = Literal["blocker", "major", "minor", "nit"]
+Permission = Literal["read", "triage", "write", "maintain", "admin"]
+SEVERITY_ORDER = {"blocker": 0, "major": 1, "minor": 2, "nit": 3}
+
+DEFAULT_IGNORE_PATHS = [
+    "**/*.lock", "**/package-lock.json", "**/yarn.lock", "**/pnpm-lock.yaml", "**/poetry.lock", "**/Cargo.lock",
+    "**/go.sum", "**/*.min.js", "**/*.min.css", "**/*.map", "**/vendor/**", "**/node_modules/**",
+    "**/dist/**", "**/*.pb.go", "**/*_pb2.py", "**/*.snap",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PathInstructions(_Section):
+    path: str = Field(description="glob of the files these instructions are for, e.g. 'src/api/**'")
+    instructions: str
+
+
+class ReviewConfig(_Section):
+    enabled: bool = True
+    triggers: list[Literal["opened", "reopened", "synchronize", "ready_for_review"]] = Field(
+        default_factory=lambda: ["opened", "reopened", "synchronize", "ready_for_review"])
+    drafts: bool = False
+    bot_authors: bool = False
+    ignore_titles: list[str] = Field(default_factory=lambda: [r"^\s*(\[?wip\]?|draft)\b"])
+    ignore_labels: list[str] = Field(default_factory=lambda: ["no-review", "skip-review"])
+    ignore_authors: list[str] = Field(default_factory=list)
+    instructions: str = ""
+    path_instructions: list[PathInstructions] = Field(default_factory=list)
+    min_severity: Severity = "minor"
+    max_comments: int = Field(10, ge=0, le=50)
+    fail_on: Severity | Literal["never"] = "never"
+    allow_approve: bool = False
+
+    @field_validator("ignore_titles")
+    @classmethod
+    def _regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+        return patterns
+
+
+class FixConfig(_Section):
+    enabled: bool = True
+    delivery: Literal["pull_request", "push"] = "pull_request"
+    allow_workflow_changes: bool = False
+    max_attempts: int = Field(2, ge=0, le=10)
+    bot_authors: bool = False
+    max_patch_bytes: int = Field(200_000, ge=1_000, le=5_000_000)
+
+
+class BudgetConfig(_Section):
+    review_usd: float = Field(5.0, gt=0, le=500)
+    fix_usd: float = Field(10.0, gt=0, le=500)
+    command_usd: float = Field(3.0, gt=0, le=500)
+    max_minutes: int = Field(30, ge=1, le=240)
+
+
+class CommandsConfig(_Section):
+    enabled: bool = True
+    # The lowest repository permission a commenter needs for each command.
+    permissions: dict[Literal["review", "fix", "ask", "test", "stop", "help"], Permission] = Field(
+        default_factory=lambda: {"review": "read", "ask": "read", "help": "read",
+                                 "fix": "write", "test": "write", "stop": "write"})
+
+
+class RepoConfig(_Section):
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    fix: FixConfig = Field(default_factory=FixConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    environment: str | None = None
+    ignore_paths: list[str] = Field(default_factory=list)
+    use_default_ignores: bool = True
+
+    @property
+    def all_ignore_paths(self) -> list[str]:
+        return (DEFAULT_IGNORE_PATHS if self.use_default_ignores else []) + self.ignore_paths
+
+
+@dataclass
+class LoadedConfig:
+    config: RepoConfig
+    errors: list[str] = field(default_factory=list)
+    found: bool = False
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_repo_config(text: str | None) -> LoadedConfig:
+    """Validate the file's text; on any problem keep the defaults and say exactly what is wrong."""
+    if text is None:
+        return LoadedConfig(RepoConfig())
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        return LoadedConfig(RepoConfig(), [f"{CONFIG_PATH} is not valid YAML{where}: {problem}"], True)
+    if data is None:
+        return LoadedConfig(RepoConfig(), found=True)
+    if not isinstance(data, dict):
+        return LoadedConfig(RepoConfig(), [f"{CONFIG_PATH} must be a mapping of settings, not {type(data).__name__}"],
+                            True)
+    try:
+        return LoadedConfig(RepoConfig.model_validate(data), found=True)
+    except ValidationError as exc:
+        errors = [
+            f"{CONFIG_PATH}: `{_location(e['loc'])}`: "
+            + ("is not a known setting" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+            for e in exc.errors(include_url=False)
+        ]
+        return LoadedConfig(RepoConfig(), errors, True)
+
+
+async def fetch_repo_config(gh: GitHubAPI, repo: str, default_branch: str) -> LoadedConfig:
+    """The config from the default branch; a missing file means the defaults, silently."""
+    try:
+        answer = await gh.getitem(f"/repos/{repo}/contents/{CONFIG_PATH}?ref={default_branch}")
+    except BadRequest as exc:
+        if int(exc.status_code) == 404:
+            return LoadedConfig(RepoConfig())
+        raise
+    if not isinstance(answer, dict) or answer.get("type") != "file":
+        return LoadedConfig(RepoConfig(), [f"{CONFIG_PATH} is not a file"], True)
+    try:
+        text = base64.b64decode(answer.get("content") or "").decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return LoadedConfig(RepoConfig(), [f"{CONFIG_PATH} is not UTF-8 text"], True)
+    return parse_repo_config(text)

@@ -1,0 +1,180 @@
+"""Custom tools (DESIGN §3.3): name → (pydantic input model, async handler).
+
+The session runner hands every `agent.custom_tool_use` to `ToolRegistry.call`, which validates
+the input and runs the handler. The answer is always a short text plus an `is_error` flag:
+
+- invalid input → `is_error` with every problem as `field.path: what was expected (got …)`, so
+  the agent can correct the call;
+- unknown tool → `is_error` naming the tools that exist;
+- the handler raises `ToolError` (or `PermanentError`) → `is_error` with its message: the call
+  was refused (e.g. a hunk does not apply) and the agent may adjust;
+- the handler raises a transient GitHub failure (after the GitHub client's own retries, up to
+  two minutes) → `is_error` saying GitHub is unavailable and the call may be retried later. We
+  do not fail the job for it: the session would otherwise be abandoned mid-way, and the agent
+  is the one who can decide whether the call still matters;
+- `StoreUnavailable` propagates: without the store, at-most-once cannot be kept, so the job is
+  retried (and resumes the session);
+- any other exception is a bug: logged with its traceback, the agent gets a generic error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import aiohttp
+import pydantic
+from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
+
+from app.errors import PermanentError, TransientError
+from app.logs import redact
+from app.store import Job, Store, StoreUnavailable
+
+log = logging.getLogger("prmedic.tools")
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+MAX_RESULT_CHARS = 16_000
+
+
+class ToolError(Exception):
+    """The call was understood but refused; the message goes back to the agent as is."""
+
+
+@dataclass
+class ToolContext:
+    """What a tool handler gets: its job and the services it may use.
+
+    `github()` returns an installation client (gidgethub) for the job's installation.
+    """
+
+    job: Job
+    store: Store
+    github: Callable[[], Awaitable[Any]] | None = None
+    check_run_id: int | None = None
+    session_id: str | None = None
+    progress: Any = None  # a ProgressReporter (app.tools.progress), when the pipeline made one
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def repo(self) -> str:
+        return self.job.repo
+
+
+Handler = Callable[[ToolContext, M], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Tool(Generic[M]):
+    name: str
+    input_model: type[M]
+    handler: Handler
+    description: str = ""
+
+    def definition(self) -> dict[str, Any]:
+        """The custom-tool entry for an agent definition (`tools[]`)."""
+        schema = self.input_model.model_json_schema()
+        schema.pop("title", None)
+        return {"type": "custom", "name": self.name,
+                "description": self.description or (self.input_model.__doc__ or self.name).strip(),
+                "input_schema": schema}
+
+
+@dataclass(frozen=True)
+class ToolAnswer:
+    text: str
+    is_error: bool = False
+
+
+def describe_validation_error(name: str, exc: pydantic.ValidationError) -> str:
+    """`field.path: message (got value)` per problem, for the agent to act on."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(input)"
+        message = err.get("msg", "is invalid").removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            message = "is required but missing"
+        elif err.get("type") == "extra_forbidden":
+            message = "is not a field of this tool"
+        got = err.get("input")
+        shown = "" if err.get("type") == "missing" or isinstance(got, dict) else f" (got {_short(got)})"
+        lines.append(f"- {loc}: {message}{shown}")
+    return f"Invalid input for {name}; nothing was done. Fix these and call {name} again:\n" + "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class ToolRegistry:
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.add(tool)
+
+    def add(self, tool: Tool) -> None:
+        self._tools[tool.name] = tool
+
+    def register(self, name: str, input_model: type[M], handler: Handler, *, description: str = "") -> None:
+        self.add(Tool(name, input_model, handler, description))
+
+    def tool(self, name: str, input_model: type[M], *, description: str = "") -> Callable[[Handler], Handler]:
+        """Decorator form of `register`."""
+
+        def wrap(handler: Handler) -> Handler:
+            self.register(name, input_model, handler, description=description)
+            return handler
+
+        return wrap
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def definitions(self) -> list[dict[str, Any]]:
+        return [self._tools[n].definition() for n in self.names()]
+
+    def validate(self, name: str, raw: Any) -> pydantic.BaseModel | ToolAnswer:
+        tool = self._tools.get(name)
+        if tool is None:
+            return ToolAnswer(f"Unknown tool {name!r}. The tools of this app are: {', '.join(self.names())}.", True)
+        try:
+            return tool.input_model.model_validate(raw if raw is not None else {})
+        except pydantic.ValidationError as exc:
+            return ToolAnswer(describe_validation_error(name, exc), True)
+
+    async def call(self, ctx: ToolContext, name: str, raw: Any) -> ToolAnswer:
+        checked = self.validate(name, raw)
+        if isinstance(checked, ToolAnswer):
+            return checked
+        handler = self._tools[name].handler
+        try:
+            text = await handler(ctx, checked)
+        except asyncio.CancelledError:
+            raise
+        except StoreUnavailable:
+            raise
+        except (ToolError, PermanentError) as exc:
+            return ToolAnswer(_clip(redact(str(exc)) or f"{name} was refused."), True)
+        except BadRequest as exc:  # 4xx from GitHub: the request itself was refused
+            return ToolAnswer(_clip(f"GitHub refused the request made for {name}: {redact(str(exc))}"), True)
+        except (TransientError, GitHubBroken, RateLimitExceeded, HTTPException, aiohttp.ClientError,
+                asyncio.TimeoutError) as exc:
+            log.warning("tool %s: GitHub unavailable: %s", name, redact(str(exc)))
+            return ToolAnswer(
+                f"{name} failed because GitHub is temporarily unavailable ({exc.__class__.__name__}); it may not "
+                "have taken effect. Retry the call in a minute, or carry on without it.", True)
+        except Exception:  # noqa: BLE001 - a bug in a handler must not kill the session
+            log.exception("tool %s raised", name)
+            return ToolAnswer(f"{name} failed with an internal error in the app; it was logged. Do not retry it.",
+                              True)
+        return ToolAnswer(_clip(text or "OK"), False)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_RESULT_CHARS else text[: MAX_RESULT_CHARS - 20] + "\n…(truncated)"
