@@ -6,16 +6,21 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
+from typing import Any
+
+import anthropic
 from aiohttp import web
 
 from app.github import GitHubApp
 from app.metrics import Metrics
 from app.pipelines import JobContext, Pipeline, default_pipelines
 from app.server import create_app
+from app.sessions import SessionRuntime, SessionSettings
 from app.settings import Settings
 from app.store import Job, Store, open_store
 from app.worker import Worker
@@ -31,8 +36,12 @@ class Services:
     metrics: Metrics
     bot_login: str | None
 
+    sessions: SessionRuntime | None = None
+    anthropic: Any = None
+
     def job_context(self, job: Job) -> JobContext:
-        return JobContext(job=job, store=self.store, github=self.github, settings=self.settings)
+        return JobContext(job=job, store=self.store, github=self.github, settings=self.settings,
+                          services={"anthropic": self.anthropic, "sessions": self.sessions})
 
     def worker(self, pipelines: Mapping[str, Pipeline] | None = None) -> Worker:
         s = self.settings
@@ -58,9 +67,20 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
                        base_url=settings.github_api_url, max_retry_wait=settings.github_max_retry_wait_seconds,
                        metrics=metrics)
     slug = settings.app_slug or await store.get_meta("app_slug")
+    svc = Services(settings, store, github, metrics, f"{slug}[bot]" if slug else None)
+    if os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+        svc.anthropic = anthropic.AsyncAnthropic()
+        svc.sessions = SessionRuntime(svc.anthropic, store, settings=SessionSettings.from_settings(settings),
+                                      github_app=github)
+    else:
+        log.warning("ANTHROPIC_API_KEY is not set: jobs that need agents will fail until it is")
     try:
-        yield Services(settings, store, github, metrics, f"{slug}[bot]" if slug else None)
+        yield svc
     finally:
+        if svc.sessions is not None:
+            await svc.sessions.aclose()
+        if svc.anthropic is not None:
+            await svc.anthropic.close()
         await github.close()
         await store.close()
 

@@ -122,6 +122,9 @@ class SessionSpec:
     job_attempt: int = 1
     title: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The coordinator's system prompt with the repository's own instructions appended
+    # (`render_system_prompt`); None keeps the synced prompt.
+    system_override: str | None = None
 
     @classmethod
     def for_job(cls, job: Job, *, task: str, agent_id: str, environment_id: str,
@@ -422,6 +425,8 @@ class _SessionRun:
     def _create_params(self, token: str) -> dict[str, Any]:
         spec = self.spec
         agent: dict[str, Any] = {"type": "agent", "id": spec.agent_id}
+        if spec.system_override is not None:
+            agent = {"type": "agent_with_overrides", "id": spec.agent_id, "system": spec.system_override}
         if spec.agent_version is not None:
             agent["version"] = spec.agent_version
         metadata = {"prmedic_job": str(spec.job_id), "repository": spec.repo, "kind": spec.kind}
