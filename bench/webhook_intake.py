@@ -44,14 +44,6 @@ def throwaway_key(workdir: Path) -> Path:
     return path
 
 
-def committed_jobs(workdir: Path) -> dict[str, int]:
-    counts = {}
-    for db in sorted(workdir.glob("prmedic-*.db")):
-        with sqlite3.connect(db) as conn:
-            counts[db.name] = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
-    return counts
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", default="probot,gidgethub-mem,gidgethub-sqlite",
@@ -93,15 +85,18 @@ def main() -> int:
     print("+", " ".join(command), flush=True)
     status = subprocess.call(command, env=env, cwd=ROOT)
     results = json.loads(Path(json_out).read_text()) if Path(json_out).stat().st_size else {}
-    accepted = 0
-    for cell in results.get("cells", results if isinstance(results, list) else []):
-        if isinstance(cell, dict) and cell.get("server") == "prmedic":
-            codes = (cell.get("wrk") or cell).get("codes") or {}
-            accepted += int(codes.get("202", 0))
-    jobs = committed_jobs(workdir)
-    total = sum(jobs.values())
-    print(f"\nprmedic: {total} jobs committed across {len(jobs)} cell stores", end="")
-    print(f"; wrk counted {accepted} answers 202 in measured runs" if accepted else "")
+    print("\nprmedic cells: jobs committed in the cell's store vs deliveries acknowledged (202)")
+    for row in results.get("rows", []):
+        if row.get("server") != "prmedic":
+            continue
+        port = row["url"].split(":")[2].split("/")[0]
+        db = workdir / f"prmedic-{port}.db"
+        with sqlite3.connect(db) as conn:
+            jobs = conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+        warm = (row.get("warmup") or {}).get("codes") or {}
+        acked = int(row["codes"].get("202", 0)) + int(warm.get("202", 0)) + 1  # +1: the signature check
+        print(f"  c={row['connections']} repeat {row['repeat']}: {jobs} committed, {acked} acknowledged, "
+              f"committed-acked {jobs - acked:+d} (in flight when wrk stopped: 0..{2 * row['connections']})")
     return status
 
 

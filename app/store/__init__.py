@@ -7,12 +7,13 @@ from app.store.models import (
     JobKind,
     JobState,
     NewJob,
+    PullReviewState,
     RecordResult,
     SessionRecord,
     ToolCallRecord,
 )
 
 __all__ = [
-    "Delivery", "Installation", "InstallationChange", "Job", "JobKind", "JobState", "NewJob",
+    "Delivery", "Installation", "InstallationChange", "Job", "JobKind", "JobState", "NewJob", "PullReviewState",
     "RecordResult", "SessionRecord", "Store", "ToolCallRecord", "StoreUnavailable", "open_store",
 ]

@@ -14,6 +14,7 @@ from app.store.models import (
     Job,
     JobState,
     NewJob,
+    PullReviewState,
     RecordResult,
     SessionRecord,
     ToolCallRecord,
@@ -160,6 +161,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_tool_calls(self, session_id: str) -> list[ToolCallRecord]: ...
+
+    # -- pull request reviews (app/pipelines/review) --------------------------------
+    @abc.abstractmethod
+    async def get_pull_review(self, repo: str, pr_number: int) -> PullReviewState | None:
+        """What prmedic remembers of its reviews of this pull request, if anything."""
+
+    @abc.abstractmethod
+    async def save_pull_review(self, state: PullReviewState) -> None:
+        """Replace the remembered state of `state.repo`#`state.pr_number` (durably)."""
 
 
 def open_store(database_url: str) -> Store:

@@ -127,3 +127,24 @@ class ToolCallRecord(BaseModel):
     is_error: bool = False
     started_at: float
     answered_at: float | None = None
+
+
+class PullReviewState(BaseModel):
+    """What prmedic remembers about its reviews of one pull request (for incremental re-reviews)."""
+
+    repo: str
+    pr_number: int
+    # The last head commit whose review finished (None until one does).
+    head_sha: str | None = None
+    job_id: int | None = None
+    # The review whose body is the PR's one prmedic summary, updated on later runs.
+    summary_review_id: int | None = None
+    summary_review_url: str | None = None
+    summary_event: str | None = None
+    # path → blob sha at `head_sha`, to tell which files changed since that review.
+    file_shas: dict[str, str] = Field(default_factory=dict)
+    # Fingerprints of the inline findings posted so far (never posted twice).
+    fingerprints: list[str] = Field(default_factory=list)
+    # One line per posted finding ("path:line [severity] first sentence"), newest last, for the brief.
+    findings: list[str] = Field(default_factory=list)
+    updated_at: float = 0.0

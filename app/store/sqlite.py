@@ -31,6 +31,7 @@ from app.store.models import (
     Job,
     JobState,
     NewJob,
+    PullReviewState,
     RecordResult,
     SessionRecord,
     ToolCallRecord,
@@ -111,6 +112,13 @@ CREATE TABLE IF NOT EXISTS tool_calls (
     answered_at REAL
 );
 CREATE INDEX IF NOT EXISTS tool_calls_session ON tool_calls (session_id);
+CREATE TABLE IF NOT EXISTS pull_reviews (
+    repo       TEXT NOT NULL,
+    pr_number  INTEGER NOT NULL,
+    state      TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (repo, pr_number)
+);
 """
 
 JOB_COLUMNS = (
@@ -622,3 +630,19 @@ class SQLiteStore(Store):
             return [_tool_call_from_row(r) for r in rows]
 
         return await self._run(select)
+
+    # -- pull request reviews -------------------------------------------------
+    async def get_pull_review(self, repo: str, pr_number: int) -> PullReviewState | None:
+        def get() -> PullReviewState | None:
+            row = self._conn.execute("SELECT state FROM pull_reviews WHERE repo = ? AND pr_number = ?",
+                                     (repo.lower(), pr_number)).fetchone()
+            return PullReviewState.model_validate_json(row[0]) if row else None
+
+        return await self._run(get)
+
+    async def save_pull_review(self, state: PullReviewState) -> None:
+        state = state.model_copy(update={"updated_at": time.time()})
+        await self._run(lambda: self._conn.execute(
+            "INSERT INTO pull_reviews (repo, pr_number, state, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (repo, pr_number) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            (state.repo.lower(), state.pr_number, state.model_dump_json(), state.updated_at)))

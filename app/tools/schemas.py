@@ -40,6 +40,13 @@ class ReviewComment(_Input):
         return self
 
 
+class TestRun(_Input):
+    command: str = Field(min_length=1, max_length=500, description="The command the tester ran, as typed.")
+    outcome: Literal["passed", "failed", "error", "skipped"] = Field(
+        description="passed/failed: the tests ran; error: the command could not run them; skipped: not run.")
+    details: str | None = Field(None, max_length=2000, description="One line, e.g. '212 passed' or the failing test.")
+
+
 class PublishReviewInput(_Input):
     """Publish the review: one summary and inline comments on the diff."""
 
@@ -48,6 +55,8 @@ class PublishReviewInput(_Input):
         "COMMENT", description="APPROVE only if the repository config allows it."
     )
     comments: list[ReviewComment] = Field(default_factory=list, max_length=100)
+    tests_run: list[TestRun] = Field(default_factory=list, max_length=50,
+                                     description="The test commands the tester ran and their outcomes.")
 
 
 class ProposeFixInput(_Input):
