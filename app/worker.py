@@ -34,10 +34,14 @@ def retry_backoff(attempt: int, base: float) -> float:
     return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY) * random.uniform(0.75, 1.0)
 
 
-class JobStopped(Exception):
-    def __init__(self, state: JobState | None):
-        self.state = state
-        super().__init__(f"job stopped: {state.value if state else 'lease lost'}")
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Worker:
@@ -69,6 +73,7 @@ class Worker:
 
     async def run(self) -> None:
         log.info("worker %s started (concurrency %d)", self.owner, self.concurrency)
+        await self.reclaim_dead_leases()
         while not self._stopping.is_set():
             free = self.concurrency - len(self.running)
             jobs: list[Job] = []
@@ -86,6 +91,22 @@ class Worker:
             elif not jobs:
                 await self._wait_for_work()
         log.info("worker %s stopping", self.owner)
+
+    async def reclaim_dead_leases(self) -> None:
+        """Jobs leased by a process of this host that no longer exists are taken up at once,
+        without waiting for their leases to expire (a restarted worker resumes its sessions)."""
+        host = socket.gethostname()
+        try:
+            running = await self.store.list_jobs(limit=10_000, states=[JobState.running])
+        except StoreUnavailable as exc:
+            log.warning("cannot look for dead leases: %s", exc)
+            return
+        for job in running:
+            owner_host, _, rest = (job.lease_owner or "").partition(":")
+            pid = rest.partition(":")[0]
+            if owner_host == host and pid.isdigit() and not _process_alive(int(pid)):
+                if await self.store.expire_lease(job.id, job.lease_owner):
+                    log.info("job %d: its worker (pid %s) is gone; taking it up again", job.id, pid)
 
     async def _wait_for_slot(self) -> None:
         if self.running:

@@ -226,7 +226,8 @@ async def test_a_worker_killed_mid_job_is_replaced_and_the_job_completes_exactly
     assert response.status == 202
     [job_id] = (await response.json())["jobs"]
     trace = tmp_path / "trace.txt"
-    env = {**os.environ, **settings_env, "PRMEDIC_JOB_LEASE_SECONDS": "2", "PRMEDIC_WORKER_POLL_SECONDS": "0.2"}
+    # A long lease: the restarted worker must see that the old one is gone, not wait for expiry.
+    env = {**os.environ, **settings_env, "PRMEDIC_JOB_LEASE_SECONDS": "600", "PRMEDIC_WORKER_POLL_SECONDS": "0.2"}
 
     first = _start_worker(trace, env)
     try:

@@ -11,6 +11,7 @@ from app.store.models import (
     Delivery,
     Installation,
     InstallationChange,
+    FixProposal,
     Job,
     JobState,
     NewJob,
@@ -78,6 +79,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def retry_job(self, job_id: int, owner: str, error: str, run_after: float) -> bool: ...
+
+    @abc.abstractmethod
+    async def expire_lease(self, job_id: int, owner: str) -> bool:
+        """End `owner`'s lease now (it is known to be dead), so the job is taken up at once."""
 
     @abc.abstractmethod
     async def request_cancel(self, job_id: int, state: JobState = JobState.cancelled) -> bool:
@@ -170,6 +175,33 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def save_pull_review(self, state: PullReviewState) -> None:
         """Replace the remembered state of `state.repo`#`state.pr_number` (durably)."""
+
+    # -- fixes (app/pipelines/fix) ------------------------------------------------
+    @abc.abstractmethod
+    async def claim_fix_attempt(self, repo: str, pr_number: int, root_sha: str, job_id: int,
+                                limit: int) -> tuple[bool, int]:
+        """Count `job_id` as an attempt on (repo, pr, root_sha) unless `limit` attempts were made:
+        (allowed, attempts so far including this one). A job claiming again is allowed, not recounted."""
+
+    @abc.abstractmethod
+    async def count_fix_attempts(self, repo: str, pr_number: int, root_sha: str) -> int: ...
+
+    @abc.abstractmethod
+    async def record_fix_proposal(self, proposal: FixProposal) -> FixProposal:
+        """Store a delivered fix (its id and created_at are assigned)."""
+
+    @abc.abstractmethod
+    async def find_fix_proposal(self, repo: str, *, fix_sha: str | None = None,
+                                branch: str | None = None) -> FixProposal | None:
+        """The newest fix that made commit `fix_sha` (or, failing that, was pushed to `branch`)."""
+
+    @abc.abstractmethod
+    async def resolve_fix_proposal(self, proposal_id: int, outcome: str) -> bool:
+        """Record a pending fix's CI outcome (succeeded / failed); False if it was resolved before."""
+
+    @abc.abstractmethod
+    async def fix_outcome_counts(self) -> dict[str, int]:
+        """outcome → number of fixes."""
 
 
 def open_store(database_url: str) -> Store:

@@ -26,6 +26,7 @@ import orjson
 from app.store.base import Store, StoreUnavailable
 from app.store.models import (
     Delivery,
+    FixProposal,
     Installation,
     InstallationChange,
     Job,
@@ -119,6 +120,31 @@ CREATE TABLE IF NOT EXISTS pull_reviews (
     updated_at REAL NOT NULL,
     PRIMARY KEY (repo, pr_number)
 );
+CREATE TABLE IF NOT EXISTS fix_attempts (
+    repo       TEXT NOT NULL,
+    pr_number  INTEGER NOT NULL,
+    root_sha   TEXT NOT NULL,
+    job_id     INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (repo, pr_number, root_sha, job_id)
+);
+CREATE TABLE IF NOT EXISTS fix_proposals (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo        TEXT NOT NULL,
+    pr_number   INTEGER NOT NULL,
+    root_sha    TEXT NOT NULL,
+    base_sha    TEXT NOT NULL,
+    fix_sha     TEXT,
+    branch      TEXT,
+    delivery    TEXT NOT NULL,
+    url         TEXT,
+    job_id      INTEGER,
+    outcome     TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    resolved_at REAL
+);
+CREATE INDEX IF NOT EXISTS fix_proposals_sha ON fix_proposals (repo, fix_sha);
+CREATE INDEX IF NOT EXISTS fix_proposals_branch ON fix_proposals (repo, branch);
 """
 
 JOB_COLUMNS = (
@@ -424,6 +450,16 @@ class SQLiteStore(Store):
 
         return await self._run(self._transaction, retry)
 
+    async def expire_lease(self, job_id: int, owner: str) -> bool:
+        def expire(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE jobs SET lease_expires_at = 0, updated_at = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+                (time.time(), job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(self._transaction, expire)
+
     async def request_cancel(self, job_id: int, state: JobState = JobState.cancelled) -> bool:
         def cancel(db: sqlite3.Connection) -> bool:
             now = time.time()
@@ -646,3 +682,64 @@ class SQLiteStore(Store):
             "INSERT INTO pull_reviews (repo, pr_number, state, updated_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (repo, pr_number) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
             (state.repo.lower(), state.pr_number, state.model_dump_json(), state.updated_at)))
+
+    # -- fixes ----------------------------------------------------------------
+    async def claim_fix_attempt(self, repo: str, pr_number: int, root_sha: str, job_id: int,
+                                limit: int) -> tuple[bool, int]:
+        key = (repo.lower(), pr_number, root_sha)
+
+        def claim(db: sqlite3.Connection) -> tuple[bool, int]:
+            count = db.execute("SELECT count(*) FROM fix_attempts WHERE repo = ? AND pr_number = ? AND root_sha = ?",
+                               key).fetchone()[0]
+            if db.execute("SELECT 1 FROM fix_attempts WHERE repo = ? AND pr_number = ? AND root_sha = ?"
+                          " AND job_id = ?", (*key, job_id)).fetchone():
+                return True, count
+            if count >= limit:
+                return False, count
+            db.execute("INSERT INTO fix_attempts (repo, pr_number, root_sha, job_id, created_at)"
+                       " VALUES (?, ?, ?, ?, ?)", (*key, job_id, time.time()))
+            return True, count + 1
+
+        return await self._run(self._transaction, claim)
+
+    async def count_fix_attempts(self, repo: str, pr_number: int, root_sha: str) -> int:
+        return await self._run(lambda: self._conn.execute(
+            "SELECT count(*) FROM fix_attempts WHERE repo = ? AND pr_number = ? AND root_sha = ?",
+            (repo.lower(), pr_number, root_sha)).fetchone()[0])
+
+    async def record_fix_proposal(self, proposal: FixProposal) -> FixProposal:
+        def insert(db: sqlite3.Connection) -> FixProposal:
+            now = time.time()
+            p = proposal
+            cursor = db.execute(
+                "INSERT INTO fix_proposals (repo, pr_number, root_sha, base_sha, fix_sha, branch, delivery, url,"
+                " job_id, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (p.repo.lower(), p.pr_number, p.root_sha, p.base_sha, p.fix_sha, p.branch, p.delivery, p.url,
+                 p.job_id, p.outcome, now))
+            return p.model_copy(update={"id": cursor.lastrowid, "created_at": now})
+
+        return await self._run(self._transaction, insert)
+
+    async def find_fix_proposal(self, repo: str, *, fix_sha: str | None = None,
+                                branch: str | None = None) -> FixProposal | None:
+        def find() -> FixProposal | None:
+            for column, value in (("fix_sha", fix_sha), ("branch", branch)):
+                if value is None:
+                    continue
+                row = self._conn.execute(
+                    f"SELECT * FROM fix_proposals WHERE repo = ? AND {column} = ? ORDER BY id DESC LIMIT 1",
+                    (repo.lower(), value)).fetchone()
+                if row:
+                    return FixProposal.model_validate(dict(row))
+            return None
+
+        return await self._run(find)
+
+    async def resolve_fix_proposal(self, proposal_id: int, outcome: str) -> bool:
+        return await self._run(lambda: self._conn.execute(
+            "UPDATE fix_proposals SET outcome = ?, resolved_at = ? WHERE id = ? AND outcome = 'pending'",
+            (outcome, time.time(), proposal_id)).rowcount == 1)
+
+    async def fix_outcome_counts(self) -> dict[str, int]:
+        return await self._run(lambda: {r[0]: r[1] for r in self._conn.execute(
+            "SELECT outcome, count(*) FROM fix_proposals GROUP BY outcome").fetchall()})
