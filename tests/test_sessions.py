@@ -570,3 +570,56 @@ async def test_many_sessions_share_one_runtime_within_the_cap(managed_agents, st
         for job in claimed)), 20)
     assert len({o.session_id for o in outcomes}) == 12 and peak <= 4
     assert counter.calls == {"report_progress": 12}
+
+
+async def test_threads_tools_a_dropped_stream_and_a_restart_end_with_every_tool_run_exactly_once(managed_agents, store):
+    """The issue's acceptance run: sub-agent threads, custom tools, a dropped stream, a restart."""
+    from sims.managed_agents import (
+        Script, agent_message, custom_tool_use, drop_stream, model_request, stop_end_turn, thread_created,
+        thread_idle, thread_message, thread_reply,
+    )
+
+    sim = managed_agents.sim
+    sim.default_script = Script(
+        thread_created("reviewer"), thread_created("tester"),
+        thread_message("reviewer", "Review the diff."), thread_message("tester", "Run the tests."),
+        model_request(1200, 200, thread="reviewer"), thread_reply("reviewer", "One finding."), thread_idle("reviewer"),
+        custom_tool_use("report_progress", {"message": "Reviewer done", "done": ["review"], "todo": ["tests"]}),
+        drop_stream("abort"),
+        agent_message("Carrying on while the stream is down."),
+        thread_reply("tester", "12 passed."), thread_idle("tester"),
+        custom_tool_use("report_progress", {"message": "Tests pass"}),
+        custom_tool_use("publish_review", {"summary": "One finding.", "event": "COMMENT", "comments": []}),
+        model_request(500, 80), stop_end_turn(),
+    )
+    first_client = managed_agents.new_client()
+    agent = await make_agent(first_client)
+    job = await make_job(store)
+    counter = Counter()
+    first = runtime(managed_agents, store, client=first_client, tools=counter.registry(progress=False))
+    answered = 0
+
+    def die_after_second_answer(sid, ev):
+        nonlocal answered
+        if ev.type == "user.custom_tool_result":
+            answered += 1
+            if answered == 2:
+                task.cancel()
+
+    first.on_event = die_after_second_answer
+    task = asyncio.create_task(first.run(spec_for(job, agent), ToolContext(job=job, store=store),
+                                         token_provider=static_token()))
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)
+    await first_client.close()
+
+    second = runtime(managed_agents, store, client=managed_agents.new_client(), tools=counter.registry(progress=False))
+    outcome = await asyncio.wait_for(second.run(spec_for(job, agent), ToolContext(job=job, store=store),
+                                                token_provider=static_token()), 10)
+    session = sim.session(outcome.session_id)
+    assert outcome.resumed and len(sim.sessions) == 1 and session.stream_drops >= 1
+    assert counter.calls == {"report_progress": 2, "publish_review": 1}
+    assert [r.name for r in session.tool_results] == ["report_progress", "report_progress", "publish_review"]
+    assert {r.custom_tool_use_id for r in session.tool_results} == {
+        e["id"] for e in session.events if e["type"] == "agent.custom_tool_use"}
+    assert outcome.stop_reason == "end_turn"
