@@ -31,6 +31,19 @@ class Metrics:
             "prmedic_github_retries_total", "GitHub requests retried, by reason", ["reason"], registry=self.registry,
         )
 
+        self.fix_outcomes = Counter(
+            "prmedic_fix_outcomes_total", "Delivered fixes whose CI finished in this process, by outcome",
+            ["outcome"], registry=self.registry,
+        )
+        self.fix_success_rate = Gauge(
+            "prmedic_fix_success_rate", "Share of prmedic's delivered fixes whose CI passed, of those whose CI "
+            "finished (from the store)", registry=self.registry,
+        )
+
+    def set_fix_outcomes(self, counts: dict[str, int]) -> None:
+        finished = counts.get("succeeded", 0) + counts.get("failed", 0)
+        self.fix_success_rate.set(counts.get("succeeded", 0) / finished if finished else 0.0)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

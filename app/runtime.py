@@ -41,7 +41,8 @@ class Services:
 
     def job_context(self, job: Job) -> JobContext:
         return JobContext(job=job, store=self.store, github=self.github, settings=self.settings,
-                          services={"anthropic": self.anthropic, "sessions": self.sessions})
+                          services={"anthropic": self.anthropic, "sessions": self.sessions,
+                                    "metrics": self.metrics})
 
     def worker(self, pipelines: Mapping[str, Pipeline] | None = None) -> Worker:
         s = self.settings

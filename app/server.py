@@ -162,6 +162,10 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics.jobs_by_state.clear()
     for (kind, state), n in counts.items():
         metrics.jobs_by_state.labels(kind, state).set(n)
+    try:
+        metrics.set_fix_outcomes(await request.app[STORE_KEY].fix_outcome_counts())
+    except StoreUnavailable:
+        pass
     return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
 

@@ -328,6 +328,7 @@ async def test_prmedic_serve_keeps_an_accepted_delivery_through_kill_9(settings_
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=20)[0].decode()
     [job] = jobs
-    assert job.state is JobState.no_pipeline, output
+    # the review pipeline took the job up once: GitHub's example has no installation to act through
+    assert job.state is JobState.failed and "no GitHub installation" in (job.last_error or ""), output
     assert job.delivery_id == "kill-9-delivery"
     assert server.returncode == 0, output

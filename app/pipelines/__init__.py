@@ -26,4 +26,7 @@ class JobContext:
 
 def default_pipelines() -> dict[str, Pipeline]:
     """The pipelines this version ships. A kind missing here is marked `no_pipeline`, visibly."""
-    return {}
+    from app.pipelines.fix import fix_pipeline
+    from app.pipelines.review import review_pipeline
+
+    return {"fix": fix_pipeline, "review": review_pipeline}

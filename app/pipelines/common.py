@@ -33,6 +33,7 @@ class PipelineRun:
     loaded: LoadedConfig
     check_run_id: int | None = None
     started: float = field(default_factory=time.monotonic)
+    check_opened: float | None = None
 
     @property
     def job(self):
@@ -74,12 +75,30 @@ async def prepare(ctx: JobContext, *, check_name: str | None = None, head_sha: s
     run = PipelineRun(ctx=ctx, gh=gh, loaded=loaded)
     sha = head_sha or ctx.job.head_sha
     if check_name and sha:
-        run.check_run_id = await start_check_run(
-            gh, ctx.job.repo, sha, check_name, title="Starting",
-            summary="prmedic is gathering the change and starting its agents.",
-            external_id=f"prmedic-job-{ctx.job.id}",
-        )
+        await open_check_run(run, check_name, sha)
     return run
+
+
+async def open_check_run(run: PipelineRun, check_name: str, head_sha: str) -> int:
+    """An in-progress check run for this job: created once, taken up again by a retry of the job
+    (so a retried job does not leave an orphan check run spinning on the commit)."""
+    key = f"check_run:job:{run.job.id}"
+    known = await run.ctx.store.get_meta(key)
+    if known:
+        run.check_run_id = int(known)
+        await run.gh.patch(f"/repos/{run.repo}/check-runs/{run.check_run_id}", data={
+            "status": "in_progress", "output": {
+                "title": f"Starting again (attempt {run.job.attempts})",
+                "summary": "prmedic is taking this job up again after an interruption."}})
+    else:
+        run.check_run_id = await start_check_run(
+            run.gh, run.repo, head_sha, check_name, title="Starting",
+            summary="prmedic is gathering the change and starting its agents.",
+            external_id=f"prmedic-job-{run.job.id}",
+        )
+        await run.ctx.store.set_meta(key, str(run.check_run_id))
+    run.check_opened = time.monotonic()
+    return run.check_run_id
 
 
 def config_problems_markdown(errors: list[str]) -> str:
@@ -106,8 +125,13 @@ async def run_agents(
     repo_language: str | None = None,
     title: str | None = None,
     services: dict[str, Any] | None = None,
+    head_sha: str | None = None,
+    pr_number: int | None = None,
 ) -> SessionOutcome:
-    """Sync the team if needed and run the job's session with `tools`; progress goes to the check run."""
+    """Sync the team if needed and run the job's session with `tools`; progress goes to the check run.
+
+    `head_sha` / `pr_number` mount another commit than the job's own (a fix called explicitly,
+    e.g. by `/fix`, or following up on a fix commit)."""
     runtime = run.ctx.services.get("sessions")
     client = run.ctx.services.get("anthropic")
     if runtime is None or client is None:
@@ -115,14 +139,20 @@ async def run_agents(
     team = await ensure_synced(client, run.ctx.store)
     environment = choose_environment(run.config.environment, repo_language, available=list(team.environments))
     system = render_system_prompt(_definitions().coordinator, extra_instructions) if extra_instructions else None
+    job = run.job
+    if head_sha is not None or pr_number is not None:
+        job = job.model_copy(update={"head_sha": head_sha or job.head_sha, "pr_number": pr_number or job.pr_number})
     spec = SessionSpec.for_job(
-        run.job, task=task, agent_id=team.coordinator.id, agent_version=team.coordinator.version,
+        job, task=task, agent_id=team.coordinator.id, agent_version=team.coordinator.version,
         environment_id=team.environment_id(environment), budget_cents=int(round(budget_usd * 100)),
         title=title, system_override=system,
     )
     progress = None
     if run.check_run_id is not None:
-        progress = ProgressReporter(run.github, run.repo, run.check_run_id)
+        # The pipeline completes the check run right after the session, so a last report still
+        # waiting for its interval would be overwritten at once: it is not sent.
+        progress = ProgressReporter(run.github, run.repo, run.check_run_id, sent_at=run.check_opened,
+                                    flush_on_close=False)
     tool_ctx = ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
                            progress=progress, services={"run": run, **(services or {})})
     return await runtime.run(spec, tool_ctx, tools=tools)

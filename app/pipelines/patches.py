@@ -227,6 +227,11 @@ def _read_hunk(lines: list[str], i: int, path: str) -> tuple[Hunk, int]:
         hunk.lines.append(line)
         last = kind
         i += 1
+    missing = old_count - old_seen
+    if i >= len(lines) and missing > 0 and missing == new_count - new_seen:
+        # Trailing blank context lines lost to whitespace stripping (the tool input is stripped).
+        hunk.lines += [" "] * missing
+        old_seen, new_seen = old_count, new_count
     if (old_seen, new_seen) != (old_count, new_count):
         raise PatchError(
             f"{path}: hunk `{hunk.header}` announces {old_count} old and {new_count} new lines but contains "
@@ -341,8 +346,11 @@ def _find(lines: list[str], wanted: list[str], expected: int, start: int) -> int
     return min(hits, key=lambda pos: abs(pos - expected), default=None)
 
 
-def apply_file(path: str, original: bytes, hunks: list[Hunk]) -> bytes:
-    """The file after the hunks; `HunkMismatch` shows the first hunk that does not apply."""
+def apply_file(path: str, original: bytes, hunks: list[Hunk], starts: list[int] | None = None) -> bytes:
+    """The file after the hunks; `HunkMismatch` shows the first hunk that does not apply.
+
+    `starts`, if given, receives each hunk's first old line where it actually applied (1-based).
+    """
     lines, final_newline = _split(original)
     offset = 0
     start = 0
@@ -352,6 +360,8 @@ def apply_file(path: str, original: bytes, hunks: list[Hunk]) -> bytes:
         pos = _find(lines, old, expected, start)
         if pos is None:
             raise HunkMismatch(_mismatch(path, number, len(hunks), hunk, lines, max(expected, 0)))
+        if starts is not None:
+            starts.append(pos - offset + 1)
         at_end = pos + len(old) == len(lines)
         if at_end and old and hunk.old_missing_newline == final_newline:
             raise HunkMismatch(_mismatch(path, number, len(hunks), hunk, lines, pos,
@@ -390,12 +400,15 @@ class Change:
     mode: str = "100644"
 
 
-def apply_patch(files: list[FilePatch], read: dict[str, bytes], tree: dict[str, TreeEntry]) -> list[Change]:
-    """The changes the patch makes, given the old contents of the files it reads (path → bytes)."""
+def apply_patch(files: list[FilePatch], read: dict[str, bytes], tree: dict[str, TreeEntry],
+                starts: dict[str, list[int]] | None = None) -> list[Change]:
+    """The changes the patch makes, given the old contents of the files it reads (path → bytes).
+    `starts` receives, per path, where each hunk applied (see `apply_file`)."""
     changes: list[Change] = []
     for f in files:
         original = read.get(f.old_path, b"") if f.old_path is not None else b""
-        content = apply_file(f.path, original, f.hunks) if f.hunks else original
+        where = starts.setdefault(f.path, []) if starts is not None else None
+        content = apply_file(f.path, original, f.hunks, where) if f.hunks else original
         if f.new_path is None:
             if content:
                 raise HunkMismatch(f"`{f.old_path}`: the deletion does not remove the file's whole content as it is "

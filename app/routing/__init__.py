@@ -6,6 +6,7 @@ from gidgethub import routing, sansio
 
 from app.routing import commands, fixes, installations, reviews
 from app.routing.fields import is_own_event
+from app.routing.fixes import CI_EVENTS
 from app.routing.intake import Intake
 
 router = routing.Router(reviews.router, fixes.router, commands.router, installations.router)
@@ -16,8 +17,11 @@ async def route(event: sansio.Event, intake: Intake) -> Intake:
     if not isinstance(event.data, dict):
         intake.ignore("payload is not a JSON object")
         return intake
+    # CI results on commits the bot pushed (fix branches, pushed fixes) are what fix follow-ups
+    # are made of: for them only the App's own check runs count as its own events.
+    bot_login = None if event.event in CI_EVENTS else intake.bot_login
     if event.event not in ("installation", "installation_repositories") and is_own_event(
-        event.data, app_id=intake.app_id, bot_login=intake.bot_login
+        event.data, app_id=intake.app_id, bot_login=bot_login
     ):
         intake.ignore("event caused by this App")
         return intake

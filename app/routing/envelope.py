@@ -82,6 +82,7 @@ class PullRequestRef(_Struct):
 class CheckSuite(_Struct):
     id: int | None = None
     app: App | None = None
+    head_branch: str | None = None  # tells runs on prmedic's fix branches apart
 
 
 class CheckRun(_Struct):

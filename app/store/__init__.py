@@ -1,6 +1,7 @@
 from app.store.base import Store, StoreUnavailable, open_store
 from app.store.models import (
     Delivery,
+    FixProposal,
     Installation,
     InstallationChange,
     Job,
@@ -14,6 +15,7 @@ from app.store.models import (
 )
 
 __all__ = [
-    "Delivery", "Installation", "InstallationChange", "Job", "JobKind", "JobState", "NewJob", "PullReviewState",
+    "Delivery", "FixProposal", "Installation", "InstallationChange", "Job", "JobKind", "JobState", "NewJob",
+    "PullReviewState",
     "RecordResult", "SessionRecord", "Store", "ToolCallRecord", "StoreUnavailable", "open_store",
 ]

@@ -141,6 +141,8 @@ class PullReviewState(BaseModel):
     summary_review_id: int | None = None
     summary_review_url: str | None = None
     summary_event: str | None = None
+    # The check run conclusion of the last finished review, carried to a new head that needs no review.
+    conclusion: str | None = None
     # path → blob sha at `head_sha`, to tell which files changed since that review.
     file_shas: dict[str, str] = Field(default_factory=dict)
     # Fingerprints of the inline findings posted so far (never posted twice).
@@ -148,3 +150,23 @@ class PullReviewState(BaseModel):
     # One line per posted finding ("path:line [severity] first sentence"), newest last, for the brief.
     findings: list[str] = Field(default_factory=list)
     updated_at: float = 0.0
+
+
+class FixProposal(BaseModel):
+    """A fix prmedic delivered for a pull request, and what its CI said about it."""
+
+    id: int = 0
+    repo: str
+    pr_number: int
+    # The PR head the attempts count against (the first failing head, carried through follow-ups).
+    root_sha: str
+    base_sha: str  # the commit the patch was applied to
+    fix_sha: str | None = None  # the commit prmedic made (None when offered as suggestions or a patch)
+    branch: str | None = None  # where fix_sha was pushed
+    delivery: str  # pull_request | push | suggestions | patch_comment
+    url: str | None = None
+    job_id: int | None = None
+    # pending: its CI has not finished; succeeded / failed: it has; offered: nothing to watch (fork PRs)
+    outcome: str = "pending"
+    created_at: float = 0.0
+    resolved_at: float | None = None

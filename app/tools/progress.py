@@ -67,7 +67,10 @@ class ProgressReporter:
     """Updates one check run, at most once every `min_interval` seconds (latest report wins)."""
 
     def __init__(self, github: Callable[[], Awaitable[Any]], repo: str, check_run_id: int, *,
-                 min_interval: float = 10.0) -> None:
+                 min_interval: float = 10.0, sent_at: float | None = None, flush_on_close: bool = True) -> None:
+        """`sent_at`: when the check run's output was last written (its creation counts), so a report
+        right after it waits for the interval. `flush_on_close=False` drops a report still waiting
+        when the session ends: for callers that complete the check run right after."""
         self.github = github
         self.repo = repo
         self.check_run_id = check_run_id
@@ -75,7 +78,8 @@ class ProgressReporter:
         self.updates_sent = 0
         self.reports = 0
         self._pending: dict[str, str] | None = None
-        self._last_sent = float("-inf")
+        self._last_sent = float("-inf") if sent_at is None else sent_at
+        self.flush_on_close = flush_on_close
         self._timer: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -121,6 +125,8 @@ class ProgressReporter:
             await self._send()
 
     async def aclose(self) -> None:
+        if not self.flush_on_close:
+            self._pending = None
         try:
             await self.flush()
         except Exception as exc:  # noqa: BLE001 - progress is best effort

@@ -41,6 +41,8 @@ class ReviewComment(_Input):
 
 
 class TestRun(_Input):
+    __test__ = False  # not a pytest test class
+
     command: str = Field(min_length=1, max_length=500, description="The command the tester ran, as typed.")
     outcome: Literal["passed", "failed", "error", "skipped"] = Field(
         description="passed/failed: the tests ran; error: the command could not run them; skipped: not run.")

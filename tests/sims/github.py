@@ -825,6 +825,7 @@ class GitHubState:
         self.check_runs: dict[int, CheckRun] = {}
         self.check_suites: dict[tuple[str, str], int] = {}
         self.jobs: dict[int, ActionsJob] = {}
+        self.other_apps: dict[int, str] = {}  # id → slug of Apps other than this one (check runs)
         self.users: dict[str, dict] = {}
         self.tokens: dict[str, IssuedToken] = {}
         self.tokens_issued: list[IssuedToken] = []
@@ -1079,6 +1080,24 @@ class GitHubState:
                          labels or ["ubuntu-latest"])
         self.jobs[job_id] = job
         return job
+
+    def add_check_run(self, repo: "str | Repo", name: str, head_sha: str, *, conclusion: str | None = "failure",
+                      status: str = "completed", app_slug: str = "github-actions", app_id: int = 15368,
+                      id: int | None = None, output: dict | None = None, annotations: list[dict] | None = None,
+                      details_url: str | None = None) -> CheckRun:
+        """A check run made by another App (GitHub Actions by default: give it its job's id)."""
+        repo = self.repo(repo)
+        self.other_apps.setdefault(app_id, app_slug)
+        suite = self.check_suites.setdefault((repo.key, head_sha), self.next_id("check_suite", 7000000))
+        now = self.now()
+        out = {"title": None, "summary": None, "text": None, **(output or {})}
+        anns = [dict(a, blob_href=f"{HTML_BASE}/{repo.full_name}/blob/{head_sha}/{a['path']}")
+                for a in annotations or []]
+        run = CheckRun(id if id is not None else self.next_id("check_run", 6000000), repo, name, head_sha, status,
+                       conclusion, now - 30, now if status == "completed" else None, details_url, None, out, anns,
+                       [], suite, app_id)
+        self.check_runs[run.id] = run
+        return run
 
     def issue_token(self, installation_id: int = 1, *, repositories: Iterable[str] | None = None,
                     permissions: dict[str, str] | None = None, ttl: float = 3600) -> str:
@@ -1503,6 +1522,13 @@ class Render:
             "installations_count": len(s.installations),
         }
 
+    def app_for(self, app_id: int) -> dict:
+        if app_id == self.s.app_id or app_id not in self.s.other_apps:
+            return self.app()
+        slug = self.s.other_apps[app_id]
+        return {**self.app(), "id": app_id, "slug": slug, "node_id": node_id("A", app_id), "name": slug,
+                "client_id": f"Iv1.{app_id:016x}", "html_url": f"{HTML_BASE}/apps/{slug}"}
+
     def check_run(self, c: CheckRun) -> dict:
         url = f"{self.repo_url(c.repo)}/check-runs/{c.id}"
         html = f"{HTML_BASE}/{c.repo.full_name}/runs/{c.id}"
@@ -1516,7 +1542,7 @@ class Render:
             "output": {"title": c.output.get("title"), "summary": c.output.get("summary"),
                        "text": c.output.get("text"), "annotations_count": len(c.annotations),
                        "annotations_url": url + "/annotations"},
-            "name": c.name, "check_suite": {"id": c.check_suite_id}, "app": self.app(),
+            "name": c.name, "check_suite": {"id": c.check_suite_id}, "app": self.app_for(c.app_id),
             "pull_requests": [{"url": f"{self.repo_url(p.repo)}/pulls/{p.number}", "id": p.id, "number": p.number,
                                "head": {"ref": p.head_ref, "sha": p.head_sha,
                                         "repo": {"id": p.head_repo.id, "url": self.repo_url(p.head_repo),
@@ -2770,6 +2796,7 @@ async def _handle(request: web.Request) -> web.StreamResponse:
     # The log archive a logs redirect points at: no API rules apply.
     m = re.fullmatch(r"/_sim/actions/jobs/(\d+)/logs", path)
     if m and request.method == "GET":
+        rec.auth = "token" if request.headers.get("Authorization") else None  # a leaked token shows here
         job = s.jobs.get(int(m.group(1)))
         if job is None or s._log_nonces.get(query.get("sig", "")) != job.id or job.log_text is None:
             rec.status = 404

@@ -1,0 +1,289 @@
+"""The review pipeline: a `pull_request` event → one review with inline comments, and a check run.
+
+GitHub calls of an automatic review of a PR with ≤ 100 files (DESIGN §5, at most 6):
+config (1) · check run created (1) · changed files (1 per 100) · the review (1) · on a re-review
+the summary updated in place (1) · check run completed (1). The PR itself comes from the
+payload; earlier findings and the last reviewed commit come from the store, so GitHub's review
+comments are listed only when the store has no record of the PR (a fresh database, or a PR
+reviewed before prmedic kept one) on a trigger other than `opened`. Progress reports from the
+agents add one PATCH each, at most one every 10 s.
+
+Incremental review: the store keeps, per PR, the last reviewed head and the blob sha of every
+file at it. On `synchronize`, files whose blob changed (or that are new to the PR) are "changed
+since the last review": listed and shown first, the rest is context. A push that changes none
+of the reviewed files gets no new session: the previous review's conclusion is carried to the
+new head's check run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from app.agents.definitions import MAX_EXTRA_INSTRUCTIONS_CHARS
+from app.errors import describe, is_transient
+from app.logs import redact
+from app.pipelines import JobContext
+from app.pipelines.brief import Brief, BriefInput, Incremental, build_brief
+from app.pipelines.common import (CHECK_NAMES, PipelineRun, cost_and_duration, finish_check, open_check_run,
+                                  prepare, run_agents)
+from app.pipelines.diff import FileChange, fetch_pull_files, looks_generated, matches_any
+from app.pipelines.publish import (Published, ReviewSession, counts_line, existing_findings, mark_reviewed,
+                                   publish_review, tests_table)
+from app.repo_config import SEVERITY_ORDER, RepoConfig
+from app.sessions import SessionOutcome
+from app.store import JobState, PullReviewState
+from app.tools import default_registry
+from app.tools.schemas import PublishReviewInput
+
+log = logging.getLogger("prmedic.review")
+
+CHECK_NAME = CHECK_NAMES["review"]
+AUTOMATIC = ("opened", "reopened", "synchronize", "ready_for_review")
+
+
+def skip_reason(config: RepoConfig, pr: dict[str, Any], trigger: str, *, force: bool = False) -> str | None:
+    """Why the repository's config says not to review this PR, or None."""
+    review = config.review
+    if pr.get("state") == "closed":
+        return "the pull request is closed"
+    if force:
+        return None
+    if trigger in AUTOMATIC and trigger not in review.triggers:
+        return f"the `{trigger}` trigger is off in `.github/prmedic.yml` (`review.triggers`)"
+    if pr.get("draft") and not review.drafts:
+        return "the pull request is a draft (`review.drafts: false`)"
+    author = (pr.get("author") or "").lower()
+    if pr.get("author_type") == "Bot" and not review.bot_authors:
+        return f"the author `{pr.get('author')}` is a bot (`review.bot_authors: false`)"
+    if author and author in {a.lower() for a in review.ignore_authors}:
+        return f"the author `{pr.get('author')}` is in `review.ignore_authors`"
+    for pattern in review.ignore_titles:
+        if re.search(pattern, pr.get("title") or "", re.IGNORECASE):
+            return f"the title matches `{pattern}` (`review.ignore_titles`)"
+    labels = {(label or "").lower() for label in pr.get("labels") or []}
+    hit = sorted(labels & {label.lower() for label in review.ignore_labels})
+    if hit:
+        return f"the pull request has the label `{hit[0]}` (`review.ignore_labels`)"
+    return None
+
+
+def split_ignored(files: list[FileChange], config: RepoConfig) -> tuple[list[FileChange], dict[str, str]]:
+    reviewed, ignored = [], {}
+    patterns = config.all_ignore_paths
+    for change in files:
+        pattern = matches_any(change.path, patterns)
+        if pattern:
+            ignored[change.path] = f"matches `{pattern}`"
+        elif looks_generated(change):
+            ignored[change.path] = "marked as generated"
+        else:
+            reviewed.append(change)
+    return reviewed, ignored
+
+
+def incremental_since(stored: PullReviewState | None, reviewed: list[FileChange], all_paths: set[str],
+                      head_sha: str) -> Incremental | None:
+    if stored is None or not stored.head_sha or stored.head_sha == head_sha or not stored.file_shas:
+        return None
+    changed = {c.path for c in reviewed if stored.file_shas.get(c.path) != c.blob_sha}
+    gone = sorted(p for p in stored.file_shas if p not in all_paths)
+    return Incremental(stored.head_sha, changed, gone)
+
+
+def repo_instructions(config: RepoConfig, reviewed: list[FileChange]) -> str | None:
+    """The maintainers' instructions (trusted: read from the default branch) for the files in this PR."""
+    parts = []
+    if config.review.instructions.strip():
+        parts.append(config.review.instructions.strip())
+    paths = [c.path for c in reviewed]
+    for entry in config.review.path_instructions:
+        if any(matches_any(path, [entry.path]) for path in paths):
+            parts.append(f"For files matching `{entry.path}`:\n{entry.instructions.strip()}")
+    text = "\n\n".join(parts)
+    return text[:MAX_EXTRA_INSTRUCTIONS_CHARS] or None
+
+
+def conclusion_for(config: RepoConfig, published: Published | None) -> tuple[str, str]:
+    if published is None or not published.findings:
+        return "success", "No findings worth raising"
+    counts = published.counts()
+    fail_on = config.review.fail_on
+    title = f"{len(published.findings)} finding(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if fail_on != "never" and any(n for s, n in counts.items() if SEVERITY_ORDER[s] <= SEVERITY_ORDER[fail_on]):
+        return "failure", title
+    return "neutral", title
+
+
+async def _bot_login(ctx: JobContext) -> str | None:
+    slug = getattr(ctx.settings, "app_slug", None) or await ctx.store.get_meta("app_slug")
+    return f"{slug}[bot]" if slug else None
+
+
+async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
+    job, payload = ctx.job, ctx.job.payload
+    pr = payload["pull_request"]
+    trigger = payload.get("trigger", "opened")
+    force = bool(payload.get("force"))
+    run = await prepare(ctx)
+    config, errors = run.config, run.loaded.errors
+    if not config.review.enabled and not force:
+        return {"skipped": "automatic reviews are disabled (`review.enabled: false`)"}
+    stored = await ctx.store.get_pull_review(job.repo, job.pr_number)
+    if stored and stored.head_sha == job.head_sha and not force:
+        if stored.job_id == job.id:  # a retry after this job had already published
+            await _complete_known_check(run, stored)
+        return {"skipped": f"commit {job.head_sha[:7]} was already reviewed"}
+    reason = skip_reason(config, pr, trigger, force=force)
+    if reason:
+        return await _skip(run, reason)
+
+    files = await fetch_pull_files(run.gh, job.repo, job.pr_number)
+    reviewed, ignored = split_ignored(files, config)
+    if not reviewed:
+        return await _skip(run, f"all {len(files)} changed file(s) are ignored (generated, vendored or "
+                                "`ignore_paths`)" if files else "the pull request changes no files")
+    incremental = incremental_since(stored, reviewed, {c.path for c in files}, job.head_sha)
+    if incremental is not None and not incremental.changed and not force:
+        return await _carry_over(run, stored, incremental)
+
+    state = stored or PullReviewState(repo=job.repo, pr_number=job.pr_number)
+    if stored is None and trigger != "opened":
+        fingerprints, lines, review_id = await existing_findings(run.gh, job.repo, job.pr_number,
+                                                                 await _bot_login(ctx))
+        state.fingerprints, state.findings, state.summary_review_id = sorted(fingerprints), lines, review_id
+
+    await open_check_run(run, CHECK_NAME, job.head_sha)
+    brief = build_brief(BriefInput(repo=job.repo, pr=pr, files=reviewed, ignored=ignored, config=config,
+                                   incremental=incremental, prior_findings=state.findings, listed_files=len(files)))
+    rs = ReviewSession(repo=job.repo, pr_number=job.pr_number, head_sha=job.head_sha, base_sha=pr.get("base_sha"),
+                       files={c.path: c for c in files}, config=config, state=state,
+                       web_url=getattr(ctx.settings, "github_web_url", None) or "https://github.com",
+                       incremental=incremental, config_errors=errors)
+    tools = default_registry()
+    tools.register("publish_review", PublishReviewInput, publish_review)
+    try:
+        outcome = await run_agents(run, task=brief.text, tools=tools, budget_usd=config.budget.review_usd,
+                                   extra_instructions=repo_instructions(config, reviewed), services={"review": rs},
+                                   title=f"prmedic review {job.repo}#{job.pr_number} @ {job.head_sha[:7]}")
+    except asyncio.CancelledError:
+        await _stopped(run)
+        raise
+    except Exception as exc:
+        await _failed(run, exc)
+        raise
+    return await _finish(run, rs, brief, outcome)
+
+
+async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome) -> dict[str, Any]:
+    published = rs.published
+    conclusion, title = conclusion_for(run.config, published)
+    if published is None and outcome.budget_reached:
+        conclusion, title = "neutral", "Stopped at the budget before publishing a review"
+    rs.state.conclusion = conclusion
+    if published is None:
+        mark_reviewed(rs.state, rs, run.job.id)
+    await run.ctx.store.save_pull_review(rs.state)
+    await finish_check(run, conclusion, title, check_summary(run, rs, brief, outcome))
+    result: dict[str, Any] = {
+        "conclusion": conclusion, "review_url": published.url if published else None,
+        "findings": published.counts() if published else {}, "inline": len(published.inline) if published else 0,
+        "folded": len(published.folded) if published else 0, "incremental": rs.incremental is not None,
+        "brief_tokens": brief.tokens, "files": brief.files_named,
+    }
+    return result | outcome.as_result()
+
+
+def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome | None) -> str:
+    published = rs.published
+    parts = []
+    if published is not None:
+        parts.append(f"**Findings:** {counts_line(published.counts())} — [the review]({published.url})")
+        parts.append(f"{len(published.inline)} inline, {len(published.folded)} in the review summary (not placeable "
+                     f"on the diff or over the cap), {len(published.repeated)} posted earlier and not repeated.")
+        if published.tests_run:
+            parts.append(tests_table(published.tests_run))
+        parts += published.notes
+    else:
+        parts.append("No review was published: the agents found nothing that needs the author's attention."
+                     if not (outcome and outcome.budget_reached) else
+                     "The session reached its budget before publishing a review.")
+        if outcome and outcome.final_message:
+            parts.append("> " + redact(outcome.final_message.strip())[:2000].replace("\n", "\n> "))
+    scope = (f"Re-review: {len(rs.incremental.changed)} file(s) changed since `{rs.incremental.since_sha[:7]}`"
+             if rs.incremental else "Full review")
+    left = f"; the diffs of {brief.diffs_left_out} left for the agents to read" if brief.diffs_left_out else ""
+    parts.append(f"{scope} of {brief.files_named} changed file(s){left}. Brief: ~{brief.tokens:,} of "
+                 f"{brief.budget_tokens:,} tokens.")
+    if rs.config_errors:
+        parts.append("**`.github/prmedic.yml` has problems; the defaults are used until it is fixed:**\n"
+                     + "\n".join(f"- {e}" for e in rs.config_errors))
+    parts.append(cost_and_duration(outcome, run))
+    return redact("\n\n".join(parts))
+
+
+# -- the ways a review ends without a session of its own --------------------------------------
+
+async def _skip(run: PipelineRun, reason: str) -> dict[str, Any]:
+    """A completed `skipped` check run saying why (required checks pass; the author knows)."""
+    summary = f"prmedic did not review this pull request: {reason}."
+    if run.loaded.errors:
+        summary += "\n\n**`.github/prmedic.yml` has problems; the defaults are used until it is fixed:**\n" + "\n".join(
+            f"- {e}" for e in run.loaded.errors)
+    await _completed_check(run, "skipped", f"Skipped: {reason}"[:200], summary)
+    return {"skipped": reason}
+
+
+async def _carry_over(run: PipelineRun, stored: PullReviewState, inc: Incremental) -> dict[str, Any]:
+    conclusion = stored.conclusion or "success"
+    link = f" ([review]({stored.summary_review_url}))" if stored.summary_review_url else ""
+    summary = (f"No reviewed file changed since `{inc.since_sha[:7]}`, so its review{link} stands "
+               f"(conclusion: {conclusion}).")
+    await _completed_check(run, conclusion, f"Unchanged since {inc.since_sha[:7]}: the earlier review stands", summary)
+    stored.head_sha, stored.job_id = run.job.head_sha, run.job.id
+    await run.ctx.store.save_pull_review(stored)
+    return {"skipped": f"no reviewed file changed since {inc.since_sha[:7]}", "conclusion": conclusion}
+
+
+async def _completed_check(run: PipelineRun, conclusion: str, title: str, summary: str) -> None:
+    if run.check_run_id is not None:
+        await finish_check(run, conclusion, title, summary)
+        return
+    await run.gh.post(f"/repos/{run.repo}/check-runs", data={
+        "name": CHECK_NAME, "head_sha": run.job.head_sha, "status": "completed", "conclusion": conclusion,
+        "external_id": f"prmedic-job-{run.job.id}", "output": {"title": title, "summary": redact(summary)}})
+
+
+async def _complete_known_check(run: PipelineRun, stored: PullReviewState) -> None:
+    known = await run.ctx.store.get_meta(f"check_run:job:{run.job.id}")
+    if known:
+        run.check_run_id = int(known)
+        link = f": {stored.summary_review_url}" if stored.summary_review_url else ""
+        await finish_check(run, stored.conclusion or "neutral", "Review published",
+                           f"The review was published{link}; the job was interrupted afterwards.")
+
+
+async def _stopped(run: PipelineRun) -> None:
+    """Cancelled: if a newer push superseded the job (or someone stopped it), close its check run."""
+    job = await run.ctx.store.get_job(run.job.id)
+    if job is None or job.state not in (JobState.superseded, JobState.cancelled) or run.check_run_id is None:
+        return  # the worker is shutting down: the next attempt takes the check run up again
+    title = "Superseded by a newer push" if job.state is JobState.superseded else "Cancelled"
+    summary = ("A newer commit was pushed while this review ran; prmedic reviews that one instead."
+               if job.state is JobState.superseded else "The review was stopped before it finished.")
+    try:
+        await asyncio.shield(asyncio.wait_for(finish_check(run, "cancelled", title, summary), 15))
+    except (asyncio.CancelledError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - best effort
+        log.warning("job %s: could not close the check run after %s: %s", run.job.id, title.lower(), exc)
+
+
+async def _failed(run: PipelineRun, exc: Exception) -> None:
+    if run.check_run_id is None or (is_transient(exc) and run.job.attempts < run.job.max_attempts):
+        return  # a retry follows and takes the check run up again
+    try:
+        await finish_check(run, "neutral", "prmedic could not finish the review",
+                           f"The review failed: {redact(describe(exc))}\n\n{cost_and_duration(None, run)}")
+    except Exception as inner:  # noqa: BLE001 - the job's own error matters more
+        log.warning("job %s: could not complete the check run: %s", run.job.id, inner)
