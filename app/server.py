@@ -108,8 +108,7 @@ class WebhookHandler:
         if event_name == "ping":
             self._count(event_name, "200").inc()
             return _status_answer(200, "pong")
-        intake = Intake(app_id=self.settings.app_id, bot_login=self.identity.bot_login,
-                        process_drafts=self.settings.process_drafts)
+        intake = Intake(app_id=self.settings.app_id, bot_login=self.identity.bot_login)
         try:
             await route(sansio.Event(data, event=event_name, delivery_id=delivery_id), intake)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -55,7 +55,6 @@ class Settings(BaseSettings):
     job_retry_base_seconds: float = Field(10.0, ge=0)
     worker_poll_seconds: float = Field(2.0, gt=0)
     github_max_retry_wait_seconds: float = Field(120.0, ge=0)
-    process_drafts: bool = False
     # agent sessions (app/sessions)
     max_sessions: int = Field(500, ge=1, le=10_000)
     session_max_duration_seconds: float = Field(3600.0, gt=0)

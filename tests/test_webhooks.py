@@ -16,7 +16,7 @@ def expected_job(event: str, payload: dict) -> JobKind | None:
     action = payload.get("action")
     if event == "pull_request" and action in REVIEW_ACTIONS:
         pr = payload["pull_request"]
-        return None if pr.get("draft") or pr.get("state") == "closed" else JobKind.review
+        return None if pr.get("state") == "closed" else JobKind.review
     if event == "check_run" and action == "completed":
         return JobKind.fix if payload["check_run"]["conclusion"] in ("failure", "timed_out") else None
     if event == "workflow_run" and action == "completed":
@@ -64,13 +64,13 @@ async def test_pull_request_opened_keeps_what_a_review_needs(deliver, store):
     assert job.payload["trigger"] == "opened"
 
 
-async def test_draft_pull_request_is_skipped_by_default(deliver, store):
+async def test_draft_pull_request_is_queued_for_the_repository_config_to_decide(deliver, store):
     payload = example("pull_request", "opened")
     payload["pull_request"]["draft"] = True
     response = await deliver("pull_request", payload)
-    assert response.status == 200
-    assert "draft" in (await response.json())["reason"]
-    assert await store.list_jobs() == []
+    assert response.status == 202
+    [job] = await store.list_jobs()
+    assert job.payload["pull_request"]["draft"] is True
 
 
 async def test_failed_check_run_creates_a_fix_job_for_its_pull_request(deliver, store):

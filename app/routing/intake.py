@@ -13,7 +13,6 @@ class Intake:
 
     app_id: int
     bot_login: str | None = None
-    process_drafts: bool = False
     jobs: list[NewJob] = field(default_factory=list)
     installations: list[InstallationChange] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)

@@ -32,10 +32,8 @@ def review_job(data: dict, *, trigger: str) -> NewJob:
 
 
 async def on_pull_request(event: sansio.Event, intake: Intake) -> None:
+    # Drafts are queued too: the repository's `review.drafts` decides (off by default).
     data = event.data
-    if data["pull_request"].get("draft") and not intake.process_drafts:
-        intake.ignore("draft pull request")
-        return
     if data["pull_request"].get("state") == "closed":
         intake.ignore("closed pull request")
         return
