@@ -123,49 +123,6 @@ def deliver(webhook_client) -> Deliverer:
     return Deliverer(webhook_client)
 
 
-class AppServices:
-    """prmedic's worker side wired to both simulators (GitHub and Managed Agents)."""
-
-    def __init__(self, services, github_state, sim):
-        self.services = services
-        self.github_state = github_state
-        self.sim = sim
-
-    @property
-    def store(self):
-        return self.services.store
-
-    async def run_jobs(self, timeout: float = 30.0) -> None:
-        """Run every runnable job to its end with the shipped pipelines."""
-        await self.services.worker().run_until_idle(timeout)
-
-
-@pytest.fixture
-async def app_services(settings, store, github_server, managed_agents):
-    """`Services` as `prmedic serve` builds them, against the simulators; deliveries posted with
-    the `deliver` fixture land in the same store, and `run_jobs()` works them off."""
-    from app.agents.sync import forget_synced
-    from app.github.client import GitHubApp
-    from app.runtime import Services
-    from app.sessions import SessionRuntime, SessionSettings
-
-    settings = settings.model_copy(update={"github_api_url": github_server.url})
-    github = GitHubApp(app_id=settings.app_id, private_key=settings.private_key_pem, base_url=github_server.url,
-                       max_retry_wait=2)
-    runtime = SessionRuntime(managed_agents.client, store, github_app=github, settings=SessionSettings(
-        reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05, create_backoff_seconds=0.01,
-        create_backoff_cap=0.05, interrupt_timeout=2.0))
-    services = Services(settings, store, github, Metrics(), settings.bot_login, sessions=runtime,
-                        anthropic=managed_agents.client)
-    forget_synced()
-    try:
-        yield AppServices(services, github_server.state, managed_agents.sim)
-    finally:
-        await runtime.aclose()
-        await github.close()
-        forget_synced()
-
-
 # -- the whole app against both simulators ----------------------------------------------------
 
 
@@ -186,6 +143,12 @@ class AppStack:
     def state(self):
         return self.github.state
 
+    github_state = state
+
+    @property
+    def sim(self):
+        return self.agents.sim
+
     def worker(self, pipelines=None):
         return self.services.worker(pipelines)
 
@@ -194,9 +157,9 @@ class AppStack:
 
 
 @pytest.fixture
-async def app_stack(settings_env, monkeypatch, github_server, managed_agents, aiohttp_client):
-    """Like `app_services`, with its own server client and store, and 2-second job leases (so a
-    superseded job stops within a second)."""
+async def app_stack(settings_env, monkeypatch, store, github_server, managed_agents, aiohttp_client):
+    """The whole app on the test store, with 2-second job leases (a superseded job stops within a
+    second). Deliveries through `app_stack.deliver` or the `deliver` fixture land in the same store."""
     from app.agents.sync import forget_synced
     from app.github import GitHubApp
     from app.runtime import Services
@@ -205,22 +168,19 @@ async def app_stack(settings_env, monkeypatch, github_server, managed_agents, ai
     monkeypatch.setenv("PRMEDIC_GITHUB_API_URL", github_server.url)
     monkeypatch.setenv("PRMEDIC_JOB_LEASE_SECONDS", "2")
     app_settings = Settings()
-    app_store = open_store(app_settings.database_url)
-    await app_store.open()
     metrics = Metrics()
     github = GitHubApp(app_id=app_settings.app_id, private_key=app_settings.private_key_pem,
                        base_url=github_server.url, max_retry_wait=2, metrics=metrics)
-    runtime = SessionRuntime(managed_agents.client, app_store, github_app=github, settings=SessionSettings.from_settings(
+    runtime = SessionRuntime(managed_agents.client, store, github_app=github, settings=SessionSettings.from_settings(
         app_settings, reconnect_initial_seconds=0.01, reconnect_max_seconds=0.05, create_backoff_seconds=0.01,
         create_backoff_cap=0.05, interrupt_timeout=2.0))
-    services = Services(app_settings, app_store, github, metrics, f"{APP_SLUG}[bot]", sessions=runtime,
+    services = Services(app_settings, store, github, metrics, f"{APP_SLUG}[bot]", sessions=runtime,
                         anthropic=managed_agents.client)
-    client = await aiohttp_client(create_app(app_settings, app_store, metrics, identity=services))
+    client = await aiohttp_client(create_app(app_settings, store, metrics, identity=services))
     forget_synced()
     try:
         yield AppStack(services, Deliverer(client), github_server, managed_agents)
     finally:
         await runtime.aclose()
         await github.close()
-        await app_store.close()
         forget_synced()
