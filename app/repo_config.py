@@ -77,7 +77,6 @@ class BudgetConfig(_Section):
     review_usd: float = Field(5.0, gt=0, le=500)
     fix_usd: float = Field(10.0, gt=0, le=500)
     command_usd: float = Field(3.0, gt=0, le=500)
-    max_minutes: int = Field(30, ge=1, le=240)
 
 
 class CommandsConfig(_Section):
