@@ -65,3 +65,17 @@ async def test_the_config_is_read_from_the_default_branch(github_server, app_pri
         assert (await fetch_repo_config(gh, repo, "main")).config == RepoConfig()
     finally:
         await app.close()
+
+
+def test_the_readme_documents_every_setting_with_its_default():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Repository config"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    loaded = parse_repo_config(block)
+    assert loaded.errors == []
+    documented = loaded.config.model_dump()
+    documented["review"]["path_instructions"] = []
+    assert documented == RepoConfig().model_dump()
