@@ -31,6 +31,50 @@ async def _until(predicate, timeout: float = 60.0) -> None:
     raise AssertionError("not reached in time")
 
 
+class ServeProcess:
+    """`python -m app serve` with the simulators' URLs; `deliver()` posts signed deliveries to it."""
+
+    def __init__(self, env: dict, cwd) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**env, "PRMEDIC_HOST": "127.0.0.1", "PRMEDIC_PORT": str(self.port),
+                    "PRMEDIC_WORKER_POLL_SECONDS": "0.1", "PRMEDIC_LOG_FORMAT": "json"}
+        self.cwd = cwd
+        self.output = ""
+
+    async def __aenter__(self) -> "ServeProcess":
+        self.process = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=self.env, cwd=self.cwd,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.http = aiohttp.ClientSession()
+        for _ in range(300):
+            try:
+                async with self.http.get(f"{self.url}/healthz") as answer:
+                    if answer.status == 200:
+                        return self
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+        raise AssertionError("prmedic serve did not start")
+
+    async def deliver(self, event: str, payload: dict, delivery_id: str) -> int:
+        body = json.dumps(payload).encode()
+        headers = delivery_headers(event, body, delivery_id=delivery_id)
+        async with self.http.post(f"{self.url}/api/github/webhooks", data=body, headers=headers) as answer:
+            return answer.status
+
+    async def __aexit__(self, *exc) -> None:
+        await self.http.close()
+        self.process.send_signal(signal.SIGTERM)
+        self.output = await asyncio.to_thread(lambda: self.process.communicate(timeout=30)[0].decode())
+        assert self.process.returncode == 0, self.output
+        logged = [json.loads(line) for line in self.output.splitlines() if line.startswith("{")]
+        assert any(entry.get("job_id") for entry in logged), self.output
+        assert "ghs_" not in self.output and "sk-ant-" not in self.output
+
+
+def serve_env(settings_env, github_server, managed_agents) -> dict:
+    return {**os.environ, **settings_env, **managed_agents.env, "PRMEDIC_GITHUB_API_URL": github_server.url}
+
+
 async def test_a_pull_request_delivered_to_prmedic_serve_gets_one_review_and_a_completed_check(
     settings_env, github_server, managed_agents, git_repo, tmp_path
 ):
@@ -40,39 +84,10 @@ async def test_a_pull_request_delivered_to_prmedic_serve_gets_one_review_and_a_c
         {"path": "src/app.py", "line": 41, "severity": "major", "body": "`total` skips the first item.",
          "suggestion": "    return sum(items)"},
     ], summary="`total()` drops the first element.")
-    port = _free_port()
-    env = {**os.environ, **settings_env, **managed_agents.env, "PRMEDIC_GITHUB_API_URL": github_server.url,
-           "PRMEDIC_HOST": "127.0.0.1", "PRMEDIC_PORT": str(port), "PRMEDIC_WORKER_POLL_SECONDS": "0.1",
-           "PRMEDIC_LOG_FORMAT": "json"}
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            async def healthy() -> bool:
-                try:
-                    async with http.get(f"{url}/healthz") as answer:
-                        return answer.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            for _ in range(300):
-                if await healthy():
-                    break
-                await asyncio.sleep(0.05)
-            body = json.dumps(pr.event("opened")).encode()
-            for _ in range(2):  # GitHub redelivers: the second one must change nothing
-                async with http.post(f"{url}/api/github/webhooks", data=body,
-                                     headers=delivery_headers("pull_request", body, delivery_id="e2e-1")) as answer:
-                    assert answer.status in (200, 202)
-
-            def check_completed() -> bool:
-                return any(c.status == "completed" for c in state.check_runs_for(REPO, pr.head))
-
-            await _until(check_completed)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output = await asyncio.to_thread(lambda: server.communicate(timeout=30)[0].decode())
+    async with ServeProcess(serve_env(settings_env, github_server, managed_agents), tmp_path) as server:
+        for _ in range(2):  # GitHub redelivers: the second one must change nothing
+            assert await server.deliver("pull_request", pr.event("opened"), "e2e-review") in (200, 202)
+        await _until(lambda: any(c.status == "completed" for c in state.check_runs_for(REPO, pr.head)))
     (review,) = state.reviews_of(REPO, pr.pr.number)
     assert review.body.startswith(SUMMARY_MARKER)
     (comment,) = state.review_comments_of(REPO, pr.pr.number)
@@ -80,7 +95,27 @@ async def test_a_pull_request_delivered_to_prmedic_serve_gets_one_review_and_a_c
     (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
     assert check.conclusion == "neutral" and "Cost (list price): $" in check.output["summary"]
     assert len(sim.sessions) == 1
-    assert server.returncode == 0, output
-    logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
-    assert any(entry.get("job_id") for entry in logged), output
-    assert "ghs_" not in output and managed_agents.env["ANTHROPIC_API_KEY"] not in output
+
+
+async def test_a_failing_check_delivered_to_prmedic_serve_gets_one_verified_fix_pr(
+    settings_env, github_server, managed_agents, git_repo, tmp_path
+):
+    from types import SimpleNamespace
+
+    from test_fix_pipeline import GOOD, Project, fix_script, propose
+    from test_fix_pipeline import REPO as FIX_REPO
+
+    state = github_server.state
+    project = Project(SimpleNamespace(github_state=state), git_repo)
+    project.failing_job(4242)
+    patch = project.patch({"src/calc.py": GOOD})
+    managed_agents.sim.default_script = fix_script(propose(patch))
+    async with ServeProcess(serve_env(settings_env, github_server, managed_agents), tmp_path) as server:
+        assert await server.deliver("check_run", project.check_run_event(4242), "e2e-fix") == 202
+        await _until(lambda: any(c.status == "completed" and c.name == "prmedic fix"
+                                 for c in state.check_runs_for(FIX_REPO, project.head)))
+    fix_pr = state.pull(FIX_REPO, 8)
+    assert fix_pr.base_ref == "feature" and "Root cause" in fix_pr.body
+    commit = project.fix_commit(state.repo(FIX_REPO).branch_sha(fix_pr.head_ref))
+    assert commit.parents == [project.head] and commit.tree == project.tree_after_git_apply(patch)
+    assert len(managed_agents.sim.sessions) == 1
