@@ -9,6 +9,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from dotenv import load_dotenv
+
 from app import __version__
 from app.logs import configure_logging
 from app.settings import Settings, SettingsError, load_settings
@@ -139,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `.env` also carries variables prmedic does not read itself (ANTHROPIC_API_KEY for the
+    # SDK): export them, without overriding the real environment.
+    load_dotenv(".env", override=False)
     try:
         return args.func(args)
     except SettingsError as exc:

@@ -179,3 +179,21 @@ def test_the_app_manifest_asks_for_what_doctor_requires():
 
     manifest = yaml.safe_load((Path(__file__).parent.parent / "deploy" / "app.yml").read_text())
     assert manifest["default_permissions"] == REQUIRED_PERMISSIONS
+
+
+async def test_the_anthropic_key_can_live_in_dotenv_with_the_other_settings(
+    settings_env, github_server, managed_agents, monkeypatch, tmp_path, capsys
+):
+    import asyncio
+
+    from app.cli import main
+
+    lines = [f"{name}={value}" for name, value in {**settings_env, **managed_agents.env,
+                                                  "PRMEDIC_GITHUB_API_URL": github_server.url}.items()]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    for name in [*settings_env, *managed_agents.env]:
+        monkeypatch.setenv(name, "placeholder")  # so that undo restores the real environment
+        monkeypatch.delenv(name)
+    assert await asyncio.to_thread(main, ["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "✓ Anthropic" in out and "✓ GitHub App" in out
