@@ -69,7 +69,7 @@ def command_job(data: dict, command: SlashCommand, *, pr_number: int, source: st
             commit_id=comment.get("commit_id"),
         )
     head_sha = (data.get("pull_request") or {}).get("head", {}).get("sha")
-    return NewJob(
+    return NewJob.model_construct(  # built from decoded, typed fields: no second validation
         kind=JobKind.command,
         repo=repo["full_name"],
         installation_id=installation_id(data),

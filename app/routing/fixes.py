@@ -61,7 +61,7 @@ def fix_job(data: dict, *, source: str, run: dict) -> NewJob:
         failure["workflow_id"] = run.get("workflow_id")
         failure["event"] = run.get("event")
     head_branch = run_head_branch(source, run)
-    return NewJob(
+    return NewJob.model_construct(  # built from decoded, typed fields: no second validation
         kind=JobKind.fix,
         repo=repo["full_name"],
         installation_id=installation_id(data),

@@ -20,7 +20,7 @@ def review_job(data: dict, *, trigger: str) -> NewJob:
     if trigger == "synchronize":
         payload["before"] = data.get("before")
         payload["after"] = data.get("after")
-    return NewJob(
+    return NewJob.model_construct(  # built from decoded, typed fields: no second validation
         kind=JobKind.review,
         repo=repo["full_name"],
         installation_id=installation_id(data),
