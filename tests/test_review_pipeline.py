@@ -191,6 +191,24 @@ async def test_an_invalid_repo_config_is_reported_and_the_defaults_are_used(app_
     assert len(state.review_comments_of(REPO, pr.pr.number)) == 1
 
 
+async def test_the_repositorys_review_instructions_reach_the_coordinator_without_forking_its_prompt(
+    app_stack, git_repo
+):
+    state, sim = app_stack.state, app_stack.agents.sim
+    pr = PullRequestRepo(state, git_repo)
+    pr.set_config("review:\n  instructions: Money is always Decimal, never float.\n  path_instructions:\n"
+                  "    - path: 'src/**'\n      instructions: Public functions need docstrings.\n"
+                  "    - path: 'web/**'\n      instructions: Escape every template variable.\n")
+    sim.default_script = review_script(COMMENTS[:1])
+    await app_stack.deliver("pull_request", pr.event("opened"))
+    await app_stack.run_jobs()
+    (session,) = sim.sessions.values()
+    system = session.agent["system"]
+    assert "Money is always Decimal" in system and "Public functions need docstrings" in system
+    assert "Escape every template variable" not in system  # no file of the PR is under web/
+    assert system.index("Money is always Decimal") > system.index("untrusted")  # appended, not replacing
+
+
 async def test_a_3000_file_pull_request_gets_a_brief_within_budget_naming_every_file(app_stack, git_repo):
     state, sim = app_stack.state, app_stack.agents.sim
     head = {f"pkg/mod{i // 40:03d}/file_{i:04d}.py": f"x = {i}\n" for i in range(3000)}
