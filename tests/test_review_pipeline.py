@@ -356,3 +356,46 @@ async def test_a_push_that_changes_no_reviewed_file_carries_the_review_over(app_
     assert len(sim.sessions) == 1
     (check,) = review_check_runs(state, pr.head)
     assert check.conclusion == "failure" and "earlier review stands" in check.output["title"]
+
+
+async def test_github_and_anthropic_failing_for_a_moment_cost_nothing_but_time(app_stack, git_repo, monkeypatch):
+    from app.github import GitHubClient
+
+    async def no_wait(self, seconds: float) -> None:
+        return None
+
+    monkeypatch.setattr(GitHubClient, "sleep", no_wait)
+    state, sim = app_stack.state, app_stack.agents.sim
+    pr = PullRequestRepo(state, git_repo)
+    sim.default_script = review_script(COMMENTS[:1])
+    state.inject_fault("GET", r"/pulls/\d+/files$", 502)
+    state.inject_secondary_rate_limit("POST", r"/pulls/\d+/reviews$", retry_after=1)
+    sim.fail_next_session_creates(2, status=529)
+    await app_stack.deliver("pull_request", pr.event("opened"))
+    await app_stack.run_jobs()
+    (job,) = await app_stack.store.list_jobs(kind="review")
+    assert job.state is JobState.done and job.attempts == 1, job.last_error
+    assert len(state.reviews_of(REPO, pr.pr.number)) == 1
+    assert len(state.review_comments_of(REPO, pr.pr.number)) == 1
+    assert len(sim.sessions) == 1
+
+
+async def test_a_github_outage_fails_the_attempt_and_the_job_is_retried(app_stack, git_repo, monkeypatch):
+    from app.github import GitHubClient
+
+    async def no_wait(self, seconds: float) -> None:
+        return None
+
+    monkeypatch.setattr(GitHubClient, "sleep", no_wait)
+    monkeypatch.setattr(app_stack.settings, "job_retry_base_seconds", 0)
+    state, sim = app_stack.state, app_stack.agents.sim
+    pr = PullRequestRepo(state, git_repo)
+    sim.default_script = review_script(COMMENTS[:1])
+    # the fixture lets one GitHub call wait 2 s in all: two 503s use up one attempt of the job
+    state.inject_fault("GET", r"/contents/\.github/prmedic\.yml$", 503, times=2)
+    await app_stack.deliver("pull_request", pr.event("opened"))
+    await app_stack.run_jobs()
+    (job,) = await app_stack.store.list_jobs(kind="review")
+    assert job.state is JobState.done and job.attempts == 2
+    assert "503" in (job.last_error or "") or "Service Unavailable" in (job.last_error or "")
+    assert len(state.reviews_of(REPO, pr.pr.number)) == 1
