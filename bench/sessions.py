@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import gc
 import logging
-import os
 import socket
 import subprocess
 import sys

@@ -352,7 +352,7 @@ async def test_fork_pull_request_contents_and_compare(gh, github_state, git_repo
                                   json={"name": "prmedic", "head_sha": fork_sha})
     assert status == 201 and run["pull_requests"] == []
     # Contents of a nested path at a ref with slashes; raw media type; directories.
-    status, f, _ = await gh.req("GET", f"/repos/forker/upstream/contents/lib/util.py",
+    status, f, _ = await gh.req("GET", "/repos/forker/upstream/contents/lib/util.py",
                                 params={"ref": "fix/deep/branch"})
     assert status == 200 and f["encoding"] == "base64" and f["path"] == "lib/util.py"
     status, raw, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/contents/lib/util.py",
