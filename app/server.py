@@ -34,13 +34,6 @@ def _answer(http_status: int, **body: Any) -> web.Response:
     return web.Response(status=http_status, body=orjson.dumps(body), content_type="application/json")
 
 
-_BODIES = {name: orjson.dumps({"status": name}) for name in ("duplicate", "pong", "recorded")}
-
-
-def _status_answer(http_status: int, name: str) -> web.Response:
-    return web.Response(status=http_status, body=_BODIES[name], content_type="application/json")
-
-
 def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
     """The routed fields of the payload, from a JSON body or GitHub's form encoding (`payload=<json>`)."""
     if content_type == "application/x-www-form-urlencoded":
@@ -107,7 +100,7 @@ class WebhookHandler:
             return self.reject(event_name, 400, "body is not valid JSON")
         if event_name == "ping":
             self._count(event_name, "200").inc()
-            return _status_answer(200, "pong")
+            return _answer(200, status="pong")
         intake = Intake(app_id=self.settings.app_id, bot_login=self.identity.bot_login)
         try:
             await route(sansio.Event(data, event=event_name, delivery_id=delivery_id), intake)
@@ -129,16 +122,15 @@ class WebhookHandler:
             return self.reject(event_name, 503, "the job store is unavailable; redeliver later")
         if result.duplicate:
             self._count(event_name, "200").inc()
-            return _status_answer(200, "duplicate")
+            return _answer(200, status="duplicate")
         for job in intake.jobs:
             self.metrics.jobs_created.labels(job.kind.value).inc()
         if result.job_ids:
             self._count(event_name, "202").inc()
             # GitHub shows this body in the App's delivery log: the job ids help operators.
-            return web.Response(status=202, body=b'{"status":"accepted","jobs":' + orjson.dumps(result.job_ids) + b"}",
-                                content_type="application/json")
+            return _answer(202, status="accepted", jobs=result.job_ids)
         self._count(event_name, "200").inc()
-        return _status_answer(200, "recorded")
+        return _answer(200, status="recorded")
 
 
 async def healthz(request: web.Request) -> web.Response:

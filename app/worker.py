@@ -84,13 +84,17 @@ class Worker:
                 except StoreUnavailable as exc:
                     log.error("cannot claim jobs: %s", exc)
             for job in jobs:
-                self.running[job.id] = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
-                self.running[job.id].add_done_callback(lambda _t, job_id=job.id: self.running.pop(job_id, None))
+                self._start(job)
             if jobs and len(jobs) == free:
                 await self._wait_for_slot()
             elif not jobs:
                 await self._wait_for_work()
         log.info("worker %s stopping", self.owner)
+
+    def _start(self, job: Job) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")
+        self.running[job.id] = task
+        task.add_done_callback(lambda _t: self.running.pop(job.id, None))
 
     async def reclaim_dead_leases(self) -> None:
         """Jobs leased by a process of this host that no longer exists are taken up at once,
@@ -138,8 +142,7 @@ class Worker:
             free = self.concurrency - len(self.running)
             jobs = await self.store.claim_jobs(self.owner, free, self.lease_seconds) if free > 0 else []
             for job in jobs:
-                self.running[job.id] = asyncio.create_task(self._run_job(job))
-                self.running[job.id].add_done_callback(lambda _t, job_id=job.id: self.running.pop(job_id, None))
+                self._start(job)
             if not jobs and not self.running:
                 return
             if self.running:
