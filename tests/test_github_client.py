@@ -197,3 +197,13 @@ async def test_the_anthropic_key_can_live_in_dotenv_with_the_other_settings(
     assert await asyncio.to_thread(main, ["doctor"]) == 0
     out = capsys.readouterr().out
     assert "✓ Anthropic" in out and "✓ GitHub App" in out
+
+
+async def test_a_post_answered_502_is_not_repeated_blindly(github_app, github_server, sleeps):
+    state = github_server.state
+    state.add_issue(REPO, 1)
+    state.inject_fault("POST", r"/issues/1/comments$", 502)
+    client = await github_app.installation_client(1)
+    with pytest.raises(GitHubBroken):
+        await client.post(f"/repos/{REPO}/issues/1/comments", data={"body": "once"})
+    assert state.count("POST", r"/issues/1/comments$") == 1 and sleeps == []

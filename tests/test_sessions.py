@@ -265,6 +265,39 @@ async def test_unknown_tool_and_refused_call_are_errors(managed_agents, store):
     assert refused.is_error and refused.text == "hunk 1 does not apply to src/app.py"
 
 
+@pytest.mark.parametrize(("failure", "expected"), [
+    ("rate_limited", "temporarily unavailable"),
+    ("not_found", "GitHub refused the request made for publish_review"),
+    ("bug", "internal error in the app"),
+])
+async def test_a_failing_github_call_inside_a_tool_is_answered_for_what_it_is(managed_agents, store, failure, expected):
+    import http
+
+    from gidgethub import BadRequest, RateLimitExceeded
+    from gidgethub.sansio import RateLimit
+
+    sim = managed_agents.sim
+    agent = await make_agent(managed_agents.client)
+    job = await make_job(store)
+    registry = ToolRegistry()
+
+    async def publish(ctx, args):
+        if failure == "rate_limited":
+            raise RateLimitExceeded(RateLimit(limit=5000, remaining=0, reset_epoch=time.time() + 3600))
+        if failure == "not_found":
+            raise BadRequest(http.HTTPStatus.NOT_FOUND, "Not Found")
+        raise KeyError("html_url")
+
+    registry.register("publish_review", PublishReviewInput, publish)
+    sim.default_script = Script(custom_tool_use("publish_review", {"summary": "s", "event": "COMMENT"}),
+                                stop_end_turn())
+    rt = runtime(managed_agents, store, tools=registry)
+    outcome = await asyncio.wait_for(rt.run(spec_for(job, agent), ToolContext(job=job, store=store),
+                                            token_provider=static_token()), 10)
+    (answer,) = sim.session(outcome.session_id).tool_results
+    assert answer.is_error and expected in answer.text
+
+
 # --------------------------------------------------------------------------------------
 # dropped streams
 # --------------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ class GitHubClient(gh_aiohttp.GitHubAPI):
         self.metrics = metrics
         self.waited = 0.0
 
+    # A POST that may have reached GitHub (timeout, dropped answer, 5xx) is not repeated here:
+    # creating twice is worse than failing once. Rate limits and refused connections are safe.
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
@@ -88,7 +90,8 @@ class GitHubClient(gh_aiohttp.GitHubAPI):
                 return await super()._request(method, url, headers, body)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
                 delay = min(2 ** (attempt - 1), 10)
-                if attempt >= self.max_attempts or self.waited + delay > self.max_retry_wait:
+                maybe_done = method == "POST" and not isinstance(exc, aiohttp.ClientConnectorError)
+                if maybe_done or attempt >= self.max_attempts or self.waited + delay > self.max_retry_wait:
                     raise GitHubBroken(http.HTTPStatus.SERVICE_UNAVAILABLE, f"cannot reach GitHub: {exc!r}") from exc
                 self._count("connection_error")
                 log.warning("GitHub %s %s: connection failed (%s); retrying in %.1fs", method, _path(url), exc, delay)
@@ -102,6 +105,10 @@ class GitHubClient(gh_aiohttp.GitHubAPI):
         if decision is None:
             return False
         reason, delay = decision
+        if reason == "server_error" and method == "POST":
+            # GitHub often answers 502 after it has created the review, PR or comment: a blind
+            # retry would post it twice. The job's own retry re-runs the idempotent pipeline instead.
+            return False
         if attempt >= self.max_attempts or self.waited + delay > self.max_retry_wait:
             log.warning("GitHub %s %s: %s; not retrying (attempt %d, waited %.0fs of %.0fs)",
                         method, _path(url), reason, attempt, self.waited, self.max_retry_wait)

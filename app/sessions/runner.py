@@ -668,7 +668,6 @@ class _SessionRun:
         elif reason == "end_turn" and self.task_seen:
             raise _Finished(self._outcome("end_turn"))
         elif reason == "budget_reached":
-            await self.rt.store.update_session(self.sid, budget_reached=True)
             raise _Finished(self._outcome("budget_reached", budget_reached=True))
         elif reason == "retries_exhausted":
             last = self.errors[-1] if self.errors else "repeated errors"

@@ -126,17 +126,6 @@ class Store(abc.ABC):
         """The job's session that has not been closed yet, if any (a restarted worker resumes it)."""
 
     @abc.abstractmethod
-    async def update_session(
-        self,
-        session_id: str,
-        *,
-        usage: dict[str, Any] | None = None,
-        list_cost_cents: int | None = None,
-        budget_reached: bool | None = None,
-    ) -> None:
-        """Record the latest usage snapshot (and whether the budget was reached)."""
-
-    @abc.abstractmethod
     async def close_session(
         self,
         session_id: str,

@@ -574,25 +574,6 @@ class SQLiteStore(Store):
 
         return await self._run(get)
 
-    async def update_session(
-        self,
-        session_id: str,
-        *,
-        usage: dict[str, Any] | None = None,
-        list_cost_cents: int | None = None,
-        budget_reached: bool | None = None,
-    ) -> None:
-        await self._run(
-            lambda: self._conn.execute(
-                "UPDATE agent_sessions SET usage = coalesce(?, usage), list_cost_cents = coalesce(?, list_cost_cents),"
-                " budget_reached = coalesce(?, budget_reached), updated_at = ? WHERE session_id = ?",
-                (
-                    orjson.dumps(usage) if usage is not None else None, list_cost_cents,
-                    None if budget_reached is None else int(budget_reached), time.time(), session_id,
-                ),
-            )
-        )
-
     async def close_session(
         self,
         session_id: str,

@@ -25,11 +25,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import aiohttp
 import pydantic
-from gidgethub import BadRequest, GitHubBroken, HTTPException, RateLimitExceeded
+from gidgethub import BadRequest
 
-from app.errors import PermanentError, TransientError
+from app.errors import PermanentError, is_transient
 from app.logs import redact
 from app.store import Job, Store, StoreUnavailable
 
@@ -161,19 +160,22 @@ class ToolRegistry:
             raise
         except (ToolError, PermanentError) as exc:
             return ToolAnswer(_clip(redact(str(exc)) or f"{name} was refused."), True)
-        except BadRequest as exc:  # 4xx from GitHub: the request itself was refused
-            return ToolAnswer(_clip(f"GitHub refused the request made for {name}: {redact(str(exc))}"), True)
-        except (TransientError, GitHubBroken, RateLimitExceeded, HTTPException, aiohttp.ClientError,
-                asyncio.TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the agent as an answer
+            return self._failure(name, exc)
+        return ToolAnswer(_clip(text or "OK"), False)
+
+    @staticmethod
+    def _failure(name: str, exc: Exception) -> ToolAnswer:
+        # Transient first: a rate limit is a BadRequest too, but it means "later", not "no".
+        if is_transient(exc):
             log.warning("tool %s: GitHub unavailable: %s", name, redact(str(exc)))
             return ToolAnswer(
                 f"{name} failed because GitHub is temporarily unavailable ({exc.__class__.__name__}); it may not "
                 "have taken effect. Retry the call in a minute, or carry on without it.", True)
-        except Exception:  # noqa: BLE001 - a bug in a handler must not kill the session
-            log.exception("tool %s raised", name)
-            return ToolAnswer(f"{name} failed with an internal error in the app; it was logged. Do not retry it.",
-                              True)
-        return ToolAnswer(_clip(text or "OK"), False)
+        if isinstance(exc, BadRequest):  # 4xx from GitHub: the request itself was refused
+            return ToolAnswer(_clip(f"GitHub refused the request made for {name}: {redact(str(exc))}"), True)
+        log.exception("tool %s raised", name, exc_info=exc)
+        return ToolAnswer(f"{name} failed with an internal error in the app; it was logged. Do not retry it.", True)
 
 
 def _clip(text: str) -> str:
