@@ -142,6 +142,28 @@ async def test_a_push_gets_an_incremental_review_and_the_summary_is_updated_not_
     assert check.conclusion == "neutral" and "Re-review: 1 file(s) changed" in check.output["summary"]
 
 
+async def test_a_summary_github_cannot_update_never_gets_the_new_comments_posted_twice(app_stack, git_repo):
+    state, sim = app_stack.state, app_stack.agents.sim
+    pr = PullRequestRepo(state, git_repo)
+    sim.default_script = review_script(COMMENTS[:1], summary="First pass.")
+    await app_stack.deliver("pull_request", pr.event("opened"))
+    await app_stack.run_jobs()
+
+    pr.push({"src/util.py": "def helper(x):\n    return x * 2\n"})
+    new_finding = {"path": "src/util.py", "line": 2, "severity": "minor", "body": "`helper` doubles strings too."}
+    sim.default_script = review_script([new_finding], summary="Second pass.")
+    state.inject_fault("PUT", r"/pulls/\d+/reviews/\d+$", 502, times=10)
+    await app_stack.deliver("pull_request", pr.event("synchronize"))
+    await app_stack.run_jobs()
+
+    (job,) = [j for j in await app_stack.store.list_jobs(kind="review") if j.head_sha == pr.head]
+    assert job.state is JobState.done, job.last_error
+    assert len(state.reviews_of(REPO, pr.pr.number)) == 2  # the first summary and the new comment, once
+    assert [c.path for c in state.review_comments_of(REPO, pr.pr.number)].count("src/util.py") == 1
+    (answer,) = [r for s in sim.sessions.values() for r in s.tool_results if r.name == "publish_review"][1:]
+    assert not answer.is_error and "could not be updated this time" in answer.text
+
+
 async def test_a_push_during_a_review_supersedes_it(app_stack, git_repo):
     state, sim = app_stack.state, app_stack.agents.sim
     pr = PullRequestRepo(state, git_repo)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from gidgethub import BadRequest
+from gidgethub import BadRequest, HTTPException
 
 from app.logs import redact
 from app.pipelines.brief import Incremental
@@ -288,14 +288,33 @@ async def publish_review(ctx: ToolContext, args: PublishReviewInput) -> str:
             answer = await _post(gh, rs, result, lambda: delta_body(rs, result, rs.state.summary_review_url),
                                  result.inline)
             result.review_id, result.url = int(answer["id"]), answer["html_url"]
-        if not await _update_summary(gh, rs, summary_body(rs, args, result)):
-            answer = await _post(gh, rs, result, lambda: summary_body(rs, args, result), [], event="COMMENT")
-            rs.state.summary_review_id, rs.state.summary_review_url = int(answer["id"]), answer["html_url"]
-        if not delta:
+        else:
             result.review_id, result.url = rs.state.summary_review_id or 0, rs.state.summary_review_url or ""
+    # Remembered before the summary is touched: whatever happens next, these comments are out and a
+    # retried call must not post them again.
     rs.published = result
     await _remember(ctx, rs, result, first)
+    if not first:
+        await _refresh_summary(ctx, gh, rs, args, result, replaces_url=not delta)
     return _answer(rs, result)
+
+
+async def _refresh_summary(ctx: ToolContext, gh: Any, rs: ReviewSession, args: PublishReviewInput,
+                           result: Published, *, replaces_url: bool) -> None:
+    """Update the PR's one summary in place; if it is gone, post a new one; if GitHub fails, say so."""
+    try:
+        if await _update_summary(gh, rs, summary_body(rs, args, result)):
+            return
+        answer = await _post(gh, rs, result, lambda: summary_body(rs, args, result), [], event="COMMENT")
+    except (HTTPException, ToolError) as exc:
+        log.warning("%s#%s: summary not refreshed: %s", rs.repo, rs.pr_number, redact(str(exc)))
+        result.notes.append("The summary review could not be updated this time (GitHub did not answer); the "
+                            "next run updates it.")
+        return
+    rs.state.summary_review_id, rs.state.summary_review_url = int(answer["id"]), answer["html_url"]
+    if replaces_url:
+        result.review_id, result.url = rs.state.summary_review_id, rs.state.summary_review_url
+    await ctx.store.save_pull_review(rs.state)
 
 
 async def _post(gh: Any, rs: ReviewSession, result: Published, body: Any, inline: list[Finding], *,
