@@ -13,12 +13,12 @@ import aiohttp
 from gidgethub import BadRequest, sansio
 
 from app.logs import redact
+from app.routing.fixes import FAILED_CHECK_CONCLUSIONS
 from app.tools import ToolContext, ToolError
 from app.tools.schemas import ReadCiLogInput
 
 log = logging.getLogger("prmedic.pipeline.fix")
 
-FAILED = ("failure", "timed_out")
 ACTIONS_APP = "github-actions"
 MAX_LOG_BYTES = 16 * 1024 * 1024  # beyond this only the tail is kept: failures are at the end
 MAX_JOBS = 6
@@ -125,11 +125,11 @@ async def gather_failures(gh: Any, repo: str, head_sha: str, *, run_ids: list[in
     found: dict[int, FailingCheck] = {}
     for run_id in run_ids:
         for job in await _paged(gh, f"/repos/{repo}/actions/runs/{run_id}/jobs?per_page=100", "jobs"):
-            if job.get("conclusion") in FAILED:
+            if job.get("conclusion") in FAILED_CHECK_CONCLUSIONS:
                 found[job["id"]] = _from_job(job)
     runs = await _paged(gh, f"/repos/{repo}/commits/{head_sha}/check-runs?per_page=100", "check_runs")
     for run in runs:
-        if run.get("conclusion") not in FAILED or run["id"] in found or _is_ours(run, app_id, own_names):
+        if run.get("conclusion") not in FAILED_CHECK_CONCLUSIONS or run["id"] in found or _is_ours(run, app_id, own_names):
             continue
         if (run.get("app") or {}).get("slug") == ACTIONS_APP:
             try:
@@ -145,7 +145,7 @@ async def gather_failures(gh: Any, repo: str, head_sha: str, *, run_ids: list[in
 
 
 def _from_job(job: dict) -> FailingCheck:
-    steps = [s["name"] for s in job.get("steps") or [] if s.get("conclusion") in FAILED]
+    steps = [s["name"] for s in job.get("steps") or [] if s.get("conclusion") in FAILED_CHECK_CONCLUSIONS]
     return FailingCheck(job.get("name") or f"job {job['id']}", job.get("conclusion") or "failure",
                         check_run_id=job["id"], job_id=job["id"], run_id=job.get("run_id"),
                         html_url=job.get("html_url"), failed_steps=steps)

@@ -21,8 +21,9 @@ from app.pipelines import JobContext
 from app.pipelines.ci_logs import CiLogs, FailingCheck, gather_failures, read_ci_log
 from app.pipelines.common import CHECK_NAMES, PipelineRun, cost_and_duration, finish_check, prepare, run_agents
 from app.pipelines.fix_brief import FixBrief, build_fix_task
+from app.pipelines.diff import fetch_pull_files
 from app.pipelines.fix_delivery import (
-    HeadMoved, Snapshot, create_commit, fast_forward, fence, load_snapshot, open_fix_pr, post_suggestions, pr_files,
+    HeadMoved, Snapshot, create_commit, fast_forward, fence, load_snapshot, open_fix_pr, post_suggestions,
     put_fix_branch, read_blobs, suggestion_comments, upsert_comment,
 )
 from app.pipelines.patches import PatchError, apply_patch, check_patch, parse_patch, summarize
@@ -32,9 +33,6 @@ from app.tools import ToolContext, ToolError, default_registry, start_check_run
 from app.tools.schemas import ProposeFixInput, ReadCiLogInput
 
 log = logging.getLogger("prmedic.pipeline.fix")
-
-PENDING_STATUSES = ("queued", "in_progress", "waiting", "requested", "pending")
-
 
 class FixRequest(BaseModel):
     """What to fix: a head commit of a repository, and the PR if known."""
@@ -310,7 +308,7 @@ async def _offer(gh: Any, t: FixTarget, pr: dict, files: list, starts: dict[str,
     """Fork PRs: nothing is pushed anywhere; the fix is offered as suggestions, else as a patch."""
     common = dict(repo=t.repo, pr_number=t.pr_number, root_sha=t.root_sha, base_sha=t.head_sha, job_id=t.job_id,
                   outcome="offered")
-    comments = suggestion_comments(files, starts, await pr_files(gh, t.repo, t.pr_number))
+    comments = suggestion_comments(files, starts, await fetch_pull_files(gh, t.repo, t.pr_number))
     if comments is not None:
         url = await post_suggestions(gh, t.repo, t.pr_number, t.head_sha,
                                      f"**{title}**\n\n{body}\n\nprmedic cannot push to a fork; commit the "

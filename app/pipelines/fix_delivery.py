@@ -4,13 +4,13 @@ the comment on the original PR, and, for fork PRs, suggestions or a patch commen
 from __future__ import annotations
 
 import base64
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from gidgethub import BadRequest
 
 from app.pipelines.diff import FileChange
+from app.pipelines.publish import fence_ticks
 from app.pipelines.patches import Change, FilePatch, TreeEntry
 from app.tools import ToolError
 
@@ -154,8 +154,7 @@ async def upsert_comment(gh: Any, repo: str, number: int, body: str, marker: str
 
 
 def fence(text: str, lang: str = "") -> str:
-    longest = max((len(m) for m in re.findall(r"`{3,}", text)), default=2)
-    ticks = "`" * (longest + 1)
+    ticks = fence_ticks(text)
     return f"{ticks}{lang}\n{text.rstrip(chr(10))}\n{ticks}"
 
 
@@ -173,8 +172,8 @@ def suggestion_comments(files: list[FilePatch], starts: dict[str, list[int]],
             for first, last, text in _blocks(hunk, start):
                 if not _in_one_hunk(change, first, last):
                     return None
-                comment = {"path": f.path, "line": last, "side": "RIGHT",
-                           "body": f"```suggestion\n{text}```" if text else "```suggestion\n```"}
+                ticks = fence_ticks(text)
+                comment = {"path": f.path, "line": last, "side": "RIGHT", "body": f"{ticks}suggestion\n{text}{ticks}"}
                 if first != last:
                     comment.update(start_line=first, start_side="RIGHT")
                 comments.append(comment)
@@ -217,11 +216,6 @@ def _in_one_hunk(change: FileChange, first: int, last: int) -> bool:
         return False
     hits = [change.locate(n, "RIGHT") for n in range(first, last + 1)]
     return all(h is not None for h in hits) and len({h[0] for h in hits}) == 1  # type: ignore[index]
-
-
-async def pr_files(gh: Any, repo: str, number: int) -> list[FileChange]:
-    return [FileChange.from_github(entry)
-            async for entry in gh.getiter(f"/repos/{repo}/pulls/{number}/files?per_page=100")]
 
 
 async def post_suggestions(gh: Any, repo: str, number: int, commit_id: str, body: str,

@@ -136,7 +136,8 @@ def placement_problem(comment: ReviewComment, files: dict[str, FileChange]) -> s
     return None
 
 
-def _fence(text: str) -> str:
+def fence_ticks(text: str) -> str:
+    """A backtick fence longer than any run of backticks inside `text`."""
     longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
     return "`" * max(3, longest + 1)
 
@@ -145,7 +146,7 @@ def inline_body(finding: Finding) -> str:
     c = finding.comment
     parts = [f"{BADGES[c.severity]} · {c.body.strip()}"]
     if c.suggestion is not None:
-        fence = _fence(c.suggestion)
+        fence = fence_ticks(c.suggestion)
         parts.append(f"{fence}suggestion\n{c.suggestion.rstrip(chr(10))}\n{fence}")
     parts.append(f"<!-- prmedic:finding:{finding.fingerprint} -->")
     return redact("\n\n".join(parts))[:BODY_MAX]
@@ -212,7 +213,7 @@ def summary_body(rs: ReviewSession, args: PublishReviewInput, result: Published)
             body = c.body.strip()[:FOLDED_BODY_MAX]
             lines.append(f"- {BADGES[c.severity]} · {_location(rs, c)} — {body}\n  <sub>{f.reason}</sub>")
             if c.suggestion is not None:
-                fence = _fence(c.suggestion)
+                fence = fence_ticks(c.suggestion)
                 block = "\n".join("  " + line for line in f"{fence}\n{c.suggestion.rstrip()}\n{fence}".split("\n"))
                 lines.append(f"  Suggested replacement:\n{block}")
         parts.append("\n".join(lines))

@@ -173,9 +173,6 @@ class Store(abc.ABC):
         (allowed, attempts so far including this one). A job claiming again is allowed, not recounted."""
 
     @abc.abstractmethod
-    async def count_fix_attempts(self, repo: str, pr_number: int, root_sha: str) -> int: ...
-
-    @abc.abstractmethod
     async def record_fix_proposal(self, proposal: FixProposal) -> FixProposal:
         """Store a delivered fix (its id and created_at are assigned)."""
 

@@ -683,11 +683,6 @@ class SQLiteStore(Store):
 
         return await self._run(self._transaction, claim)
 
-    async def count_fix_attempts(self, repo: str, pr_number: int, root_sha: str) -> int:
-        return await self._run(lambda: self._conn.execute(
-            "SELECT count(*) FROM fix_attempts WHERE repo = ? AND pr_number = ? AND root_sha = ?",
-            (repo.lower(), pr_number, root_sha)).fetchone()[0])
-
     async def record_fix_proposal(self, proposal: FixProposal) -> FixProposal:
         def insert(db: sqlite3.Connection) -> FixProposal:
             now = time.time()
