@@ -27,8 +27,8 @@ from app.errors import describe, is_transient
 from app.logs import redact
 from app.pipelines import JobContext
 from app.pipelines.brief import Brief, BriefInput, Incremental, build_brief
-from app.pipelines.common import (CHECK_NAMES, PipelineRun, cost_and_duration, finish_check, open_check_run,
-                                  prepare, run_agents)
+from app.pipelines.common import (CHECK_NAMES, PipelineRun, config_problems_markdown, cost_and_duration,
+                                  finish_check, open_check_run, prepare, run_agents)
 from app.pipelines.diff import FileChange, fetch_pull_files, looks_generated, matches_any
 from app.pipelines.publish import (Published, ReviewSession, counts_line, existing_findings, mark_reviewed,
                                    publish_review, tests_table)
@@ -218,8 +218,7 @@ def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
     parts.append(f"{scope} of {brief.files_named} changed file(s){left}. Brief: ~{brief.tokens:,} of "
                  f"{brief.budget_tokens:,} tokens.")
     if rs.config_errors:
-        parts.append("**`.github/prmedic.yml` has problems; the defaults are used until it is fixed:**\n"
-                     + "\n".join(f"- {e}" for e in rs.config_errors))
+        parts.append(config_problems_markdown(rs.config_errors))
     parts.append(cost_and_duration(outcome, run))
     return redact("\n\n".join(parts))
 
@@ -230,8 +229,7 @@ async def _skip(run: PipelineRun, reason: str) -> dict[str, Any]:
     """A completed `skipped` check run saying why (required checks pass; the author knows)."""
     summary = f"prmedic did not review this pull request: {reason}."
     if run.loaded.errors:
-        summary += "\n\n**`.github/prmedic.yml` has problems; the defaults are used until it is fixed:**\n" + "\n".join(
-            f"- {e}" for e in run.loaded.errors)
+        summary += "\n\n" + config_problems_markdown(run.loaded.errors)
     await _completed_check(run, "skipped", f"Skipped: {reason}"[:200], summary)
     return {"skipped": reason}
 
