@@ -421,3 +421,26 @@ async def test_a_github_outage_fails_the_attempt_and_the_job_is_retried(app_stac
     assert job.state is JobState.done and job.attempts == 2
     assert "503" in (job.last_error or "") or "Service Unavailable" in (job.last_error or "")
     assert len(state.reviews_of(REPO, pr.pr.number)) == 1
+
+
+async def test_an_agent_archived_by_hand_is_replaced_and_the_review_still_runs(app_stack, git_repo):
+    import json
+
+    state, sim, client = app_stack.state, app_stack.agents.sim, app_stack.agents.client
+    pr = PullRequestRepo(state, git_repo)
+    sim.default_script = review_script(COMMENTS[:1])
+    await app_stack.deliver("pull_request", pr.event("opened"))
+    await app_stack.run_jobs()
+    coordinator = json.loads(await app_stack.store.get_meta("agent:coordinator"))["id"]
+    await client.beta.agents.archive(coordinator)  # someone tidies up the Console; this process does not know
+
+    pr.push({"src/util.py": "def helper(x):\n    return x * 2\n"})
+    sim.default_script = review_script([], summary="Second pass.")
+    await app_stack.deliver("pull_request", pr.event("synchronize"))
+    await app_stack.run_jobs()
+    jobs = await app_stack.store.list_jobs(kind="review")
+    assert [j.state for j in jobs] == [JobState.done, JobState.done], [j.last_error for j in jobs]
+    replacement = json.loads(await app_stack.store.get_meta("agent:coordinator"))["id"]
+    assert replacement != coordinator and len(sim.sessions) == 2
+    assert [str(v) for v in sim.violations] == [f"POST /v1/sessions: 400 invalid_request_error: agent {coordinator} is archived"]
+    sim.expect_violations = True  # that one refusal is the point of the test

@@ -348,7 +348,7 @@ async def sync_definitions(client: anthropic.AsyncAnthropic, store: Store,
     Unchanged definitions the store already knows cost no API call. With `verify`, each known
     object is read back (reads only, unless it was archived, deleted or changed elsewhere).
     """
-    definitions = definitions or load_definitions()
+    definitions = definitions or default_definitions()
     sync = _Sync(client, store, verify=verify)
     env_results = await asyncio.gather(*(sync.environment(e) for _, e in sorted(definitions.environments.items())))
     sub_results = await asyncio.gather(*(sync.agent(a, {}) for a in definitions.subagents))
@@ -368,37 +368,49 @@ async def sync_definitions(client: anthropic.AsyncAnthropic, store: Store,
 
 _cache: dict[tuple[str, int, str], SyncedAgents] = {}
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
-_default_definitions: Definitions | None = None
+_default: tuple[Definitions, str] | None = None  # the shipped definitions and their fingerprint
+
+
+def _default_entry() -> tuple[Definitions, str]:
+    global _default
+    if _default is None:
+        definitions = load_definitions()
+        _default = (definitions, definitions_fingerprint(definitions))
+    return _default
+
+
+def default_definitions() -> Definitions:
+    """The shipped definitions, loaded once per process."""
+    return _default_entry()[0]
 
 
 async def ensure_synced(client: anthropic.AsyncAnthropic, store: Store,
-                        definitions: Definitions | None = None) -> SyncedAgents:
+                        definitions: Definitions | None = None, *, verify: bool = False) -> SyncedAgents:
     """The synced team for this process: synced on first use, then served from memory.
 
-    Concurrent first callers wait for one sync. Call `forget_synced()` if a session is refused
-    because an agent or environment was archived, and the next call syncs again.
+    Concurrent first callers wait for one sync. `verify=True` skips the cache and reads every
+    object back, replacing what was archived or changed elsewhere.
     """
-    global _default_definitions
     if definitions is None:
-        if _default_definitions is None:
-            _default_definitions = load_definitions()
-        definitions = _default_definitions
-    key = (str(client.base_url), id(store), definitions_fingerprint(definitions))
+        definitions, fingerprint = _default_entry()
+    else:
+        fingerprint = definitions_fingerprint(definitions)
+    key = (str(client.base_url), id(store), fingerprint)
     cached = _cache.get(key)
-    if cached is not None:
+    if cached is not None and not verify:
         return cached
     loop = asyncio.get_running_loop()
     lock = _locks.setdefault(loop, asyncio.Lock())
     async with lock:
         cached = _cache.get(key)
-        if cached is None:
-            cached = await sync_definitions(client, store, definitions)
+        if cached is None or verify:
+            cached = await sync_definitions(client, store, definitions, verify=verify)
             _cache[key] = cached
         return cached
 
 
 def forget_synced() -> None:
     """Drop the in-process cache (the store still remembers what was synced)."""
-    global _default_definitions
+    global _default
     _cache.clear()
-    _default_definitions = None
+    _default = None

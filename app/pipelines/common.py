@@ -3,7 +3,6 @@ the agent session, and the summary line with cost and duration."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,12 +10,12 @@ from typing import Any
 
 from gidgethub.abc import GitHubAPI
 
-from app.agents.definitions import choose_environment, load_definitions, render_system_prompt
-from app.agents.sync import ensure_synced
+from app.agents.definitions import choose_environment, render_system_prompt
+from app.agents.sync import SyncedAgents, default_definitions, ensure_synced
 from app.errors import PermanentError
 from app.pipelines import JobContext
 from app.repo_config import LoadedConfig, RepoConfig, fetch_repo_config
-from app.sessions import SessionOutcome, SessionSpec
+from app.sessions import SessionFailed, SessionOutcome, SessionSpec
 from app.tools import ProgressReporter, ToolContext, ToolRegistry, complete_check_run, start_check_run
 
 log = logging.getLogger("prmedic.pipeline")
@@ -54,11 +53,6 @@ class PipelineRun:
     async def github(self) -> GitHubAPI:
         """A fresh installation client (its token is cached, and refreshed when near expiry)."""
         return await self.ctx.github.installation_client(self.job.installation_id)
-
-
-@functools.cache
-def _definitions():
-    return load_definitions()
 
 
 def default_branch(ctx: JobContext) -> str:
@@ -136,26 +130,37 @@ async def run_agents(
     client = run.ctx.services.get("anthropic")
     if runtime is None or client is None:
         raise PermanentError("the Managed Agents client is not configured (is ANTHROPIC_API_KEY set?)")
-    team = await ensure_synced(client, run.ctx.store)
-    environment = choose_environment(run.config.environment, repo_language, available=list(team.environments))
-    system = render_system_prompt(_definitions().coordinator, extra_instructions) if extra_instructions else None
+    system = render_system_prompt(default_definitions().coordinator, extra_instructions) if extra_instructions else None
     job = run.job
     if head_sha is not None or pr_number is not None:
         job = job.model_copy(update={"head_sha": head_sha or job.head_sha, "pr_number": pr_number or job.pr_number})
-    spec = SessionSpec.for_job(
-        job, task=task, agent_id=team.coordinator.id, agent_version=team.coordinator.version,
-        environment_id=team.environment_id(environment), budget_cents=int(round(budget_usd * 100)),
-        title=title, system_override=system,
-    )
-    progress = None
-    if run.check_run_id is not None:
-        # The pipeline completes the check run right after the session, so a last report still
-        # waiting for its interval would be overwritten at once: it is not sent.
-        progress = ProgressReporter(run.github, run.repo, run.check_run_id, sent_at=run.check_opened,
-                                    flush_on_close=False)
-    tool_ctx = ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
-                           progress=progress, services={"run": run, **(services or {})})
-    return await runtime.run(spec, tool_ctx, tools=tools)
+
+    async def session_with(team: SyncedAgents) -> SessionOutcome:
+        environment = choose_environment(run.config.environment, repo_language, available=list(team.environments))
+        spec = SessionSpec.for_job(
+            job, task=task, agent_id=team.coordinator.id, agent_version=team.coordinator.version,
+            environment_id=team.environment_id(environment), budget_cents=int(round(budget_usd * 100)),
+            title=title, system_override=system,
+        )
+        progress = None
+        if run.check_run_id is not None:
+            # The pipeline completes the check run right after the session, so a last report still
+            # waiting for its interval would be overwritten at once: it is not sent.
+            progress = ProgressReporter(run.github, run.repo, run.check_run_id, sent_at=run.check_opened,
+                                        flush_on_close=False)
+        tool_ctx = ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
+                               progress=progress, services={"run": run, **(services or {})})
+        return await runtime.run(spec, tool_ctx, tools=tools)
+
+    try:
+        return await session_with(await ensure_synced(client, run.ctx.store))
+    except SessionFailed as exc:
+        if exc.reason != "create_refused":
+            raise
+        # Most often an agent or environment archived (or changed) by hand since this process synced:
+        # read everything back, replace what is gone, and try once more.
+        log.warning("job %d: session refused (%s); re-syncing the agents and trying again", run.job.id, exc)
+        return await session_with(await ensure_synced(client, run.ctx.store, verify=True))
 
 
 async def finish_check(run: PipelineRun, conclusion: str, title: str, summary: str) -> None:
