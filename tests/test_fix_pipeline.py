@@ -157,6 +157,22 @@ async def test_failed_check_run_becomes_a_fix_pr_with_exactly_the_patched_tree(a
     assert proposal.outcome == "pending" and proposal.root_sha == project.head
 
 
+async def test_a_pr_comment_github_refuses_does_not_lose_the_delivered_fix(app_stack, git_repo, deliver):
+    project = Project(app_stack, git_repo)
+    project.failing_job(4242)
+    patch = project.patch({"src/calc.py": GOOD})
+    app_stack.sim.default_script = fix_script(propose(patch))
+    app_stack.github_state.inject_fault("POST", r"/issues/7/comments$", 500, times=3)
+    assert (await deliver("check_run", project.check_run_event(4242))).status == 202
+    await app_stack.run_jobs()
+    [job] = await app_stack.store.list_jobs()
+    assert job.state is JobState.done, job.last_error
+    [proposed] = tool_results(app_stack.sim, "propose_fix")
+    assert not proposed.is_error and "/pull/8" in proposed.text
+    fix_sha = app_stack.github_state.repo(REPO).branch_sha(fix_branch_name(7, project.head))
+    assert (await app_stack.store.find_fix_proposal(REPO, fix_sha=fix_sha)).outcome == "pending"
+
+
 async def test_a_hunk_that_does_not_apply_goes_back_and_the_corrected_patch_lands(app_stack, git_repo, deliver):
     project = Project(app_stack, git_repo)
     project.failing_job(4243)

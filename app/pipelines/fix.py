@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gidgethub import HTTPException
 from pydantic import BaseModel
 
 from app.logs import redact
@@ -277,30 +278,36 @@ async def propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
     title, body = redact(args.title), redact(args.body)
     if t.delivery == "offered":
         proposal = await _offer(gh, t, pr, files, starts, title, body, redact(args.patch))
-    else:
-        proposal = await _push(gh, t, changes, title, body)
+        t.delivered = await ctx.store.record_fix_proposal(proposal)
+        return _answer(t, files, proposal)
+    proposal, comment = await _push(gh, t, changes, title, body)
+    # Recorded as soon as the fix is on GitHub, before the courtesy comment: its CI outcome must be
+    # settled, and counted against the cap, whatever happens to the comment.
     t.delivered = await ctx.store.record_fix_proposal(proposal)
+    try:
+        await upsert_comment(gh, t.repo, t.pr_number, comment)
+    except HTTPException as exc:
+        log.warning("%s#%s: the fix is delivered but the PR comment failed: %s", t.repo, t.pr_number, exc)
     return _answer(t, files, proposal)
 
 
-async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str) -> FixProposal:
+async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str) -> tuple[FixProposal, str]:
+    """Commit the change and deliver it; returns the proposal and the comment to leave on the PR."""
     sha = await create_commit(gh, t.repo, t.snapshot, changes, f"{title}\n\n{body}".strip())
     common = dict(repo=t.repo, pr_number=t.pr_number, root_sha=t.root_sha, base_sha=t.head_sha, fix_sha=sha,
                   job_id=t.job_id)
     if t.delivery == "push":
         await fast_forward(gh, t.repo, t.head_ref, sha, expected=t.head_sha)
         url = f"{t.pr_url}/commits/{sha}"
-        await upsert_comment(gh, t.repo, t.pr_number, _comment(t, f"pushed commit {sha[:7]} to `{t.head_ref}`",
-                                                              url, title, body))
-        return FixProposal(branch=t.head_ref, delivery="push", url=url, **common)
+        return (FixProposal(branch=t.head_ref, delivery="push", url=url, **common),
+                _comment(t, f"pushed commit {sha[:7]} to `{t.head_ref}`", url, title, body))
     branch = t.fix_branch or fix_branch_name(t.pr_number, t.root_sha)
     await put_fix_branch(gh, t.repo, branch, sha, expected=t.head_sha if t.fix_branch else None)
     fix_pr = await open_fix_pr(gh, t.repo, branch=branch, base=t.head_ref, title=title,
                                body=f"{body}\n\n---\nFixes the failing CI of #{t.pr_number}. Opened by prmedic; "
                                     "merge it into the pull request's branch to apply the fix.")
-    await upsert_comment(gh, t.repo, t.pr_number,
-                         _comment(t, f"opened #{fix_pr['number']}", fix_pr["html_url"], title, body))
-    return FixProposal(branch=branch, delivery="pull_request", url=fix_pr["html_url"], **common)
+    return (FixProposal(branch=branch, delivery="pull_request", url=fix_pr["html_url"], **common),
+            _comment(t, f"opened #{fix_pr['number']}", fix_pr["html_url"], title, body))
 
 
 async def _offer(gh: Any, t: FixTarget, pr: dict, files: list, starts: dict[str, list[int]], title: str,
