@@ -207,3 +207,19 @@ async def test_a_post_answered_502_is_not_repeated_blindly(github_app, github_se
     with pytest.raises(GitHubBroken):
         await client.post(f"/repos/{REPO}/issues/1/comments", data={"body": "once"})
     assert state.count("POST", r"/issues/1/comments$") == 1 and sleeps == []
+
+
+async def test_ci_log_downloads_follow_the_clients_retry_policy(github_app, github_server, sleeps):
+    from app.pipelines.ci_logs import download_job_log
+    from app.tools import ToolError
+
+    state = github_server.state
+    sha = state.resolve(REPO, "main")
+    state.add_actions_job(REPO, 77, 7, "test", "failure", "line one\nE   assert 0 == 4\n", sha)
+    state.inject_fault("GET", r"/actions/jobs/77/logs$", 502)
+    state.inject_too_many_requests("GET", r"/actions/jobs/77/logs$", retry_after=4)
+    client = await github_app.installation_client(1)
+    assert "assert 0 == 4" in await download_job_log(client, REPO, 77)
+    assert len(sleeps) == 2 and sleeps[1] == 4.0
+    with pytest.raises(ToolError, match="not available"):
+        await download_job_log(client, REPO, 78)

@@ -4,13 +4,14 @@ and the `read_ci_log` tool that gives the agents more of a log on request."""
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from gidgethub import BadRequest, sansio
+from gidgethub import BadRequest, GitHubBroken, HTTPException, sansio
 
 from app.logs import redact
 from app.routing.fixes import FAILED_CHECK_CONCLUSIONS
@@ -63,7 +64,9 @@ async def download_job_log(gh: Any, repo: str, job_id: int) -> str:
     url = sansio.format_url(f"/repos/{repo}/actions/jobs/{job_id}/logs", {}, base_url=gh.base_url)
     headers = sansio.create_headers(gh.requester, accept="application/vnd.github+json", oauth_token=gh.oauth_token)
     session: aiohttp.ClientSession = gh._session
-    for attempt in range(3):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             async with session.get(url, headers=headers, allow_redirects=False) as resp:
                 if resp.status in (301, 302, 303, 307, 308):
@@ -75,13 +78,13 @@ async def download_job_log(gh: Any, repo: str, job_id: int) -> str:
                     return await _read_text(resp)
                 if resp.status in (404, 410):
                     raise ToolError(f"the log of job {job_id} is not available (expired or deleted)")
-                if resp.status < 500 and resp.status != 429:
-                    raise ToolError(f"GitHub refused the log of job {job_id} ({resp.status})")
+                failure: HTTPException = (GitHubBroken if resp.status >= 500 else HTTPException)(
+                    http.HTTPStatus(resp.status), headers=resp.headers)
         except aiohttp.ClientError as exc:
-            if attempt == 2:
-                raise ToolError(f"cannot download the log of job {job_id}: {exc.__class__.__name__}") from exc
-        await asyncio.sleep(0.5 * 2 ** attempt)
-    raise ToolError(f"GitHub kept failing to serve the log of job {job_id}")
+            failure = GitHubBroken(http.HTTPStatus.SERVICE_UNAVAILABLE, f"{exc.__class__.__name__}")
+        # The client's own policy: backoff for 5xx, Retry-After and rate-limit resets, one wait cap.
+        if not await gh.handle_rate_limit_error(method="GET", url=url, exception=failure, attempt=attempt):
+            raise ToolError(f"GitHub did not serve the log of job {job_id} ({failure})")
 
 
 async def _read_redirected(session: aiohttp.ClientSession, target: str, requester: str) -> str:
