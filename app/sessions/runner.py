@@ -253,17 +253,16 @@ class SessionRuntime:
         return provide
 
     async def run(self, spec: SessionSpec, ctx: ToolContext, *, tools: ToolRegistry | None = None,
-                  token_provider: TokenProvider | None = None, interrupt_on_cancel: bool | None = None) -> SessionOutcome:
+                  token_provider: TokenProvider | None = None) -> SessionOutcome:
         """Run (or resume) the job's session to its end.
 
         Raises `SessionFailed` (permanent) or `SessionRetryable` (transient); on cancellation the
-        session is interrupted if the job was cancelled or superseded (or `interrupt_on_cancel`).
+        session is interrupted if the job was cancelled or superseded.
         """
         async with self.semaphore:
             self.active += 1
             try:
-                run = _SessionRun(self, spec, ctx, tools or self.tools, token_provider or self.token_provider(spec),
-                                  interrupt_on_cancel)
+                run = _SessionRun(self, spec, ctx, tools or self.tools, token_provider or self.token_provider(spec))
                 return await run.run()
             finally:
                 self.active -= 1
@@ -298,14 +297,13 @@ class _Window:
 
 class _SessionRun:
     def __init__(self, runtime: SessionRuntime, spec: SessionSpec, ctx: ToolContext, tools: ToolRegistry,
-                 token_provider: TokenProvider, interrupt_on_cancel: bool | None) -> None:
+                 token_provider: TokenProvider) -> None:
         self.rt = runtime
         self.cfg = runtime.settings
         self.spec = spec
         self.ctx = ctx
         self.tools = tools
         self.token_provider = token_provider
-        self.interrupt_on_cancel = interrupt_on_cancel
         self.sid: str = ""
         self.resource_id: str | None = None
         self.last_token: str | None = None
@@ -391,14 +389,12 @@ class _SessionRun:
         return exc
 
     async def _on_cancel(self) -> None:
-        interrupt = self.interrupt_on_cancel
-        if interrupt is None:
-            try:
-                job = await self.rt.store.get_job(self.spec.job_id)
-            except Exception:  # noqa: BLE001 - in doubt, stop spending
-                job = None
-            # Still running: the worker itself is stopping; leave the session for the next worker.
-            interrupt = job is None or job.state is not JobState.running
+        try:
+            job = await self.rt.store.get_job(self.spec.job_id)
+        except Exception:  # noqa: BLE001 - in doubt, stop spending
+            job = None
+        # Still running: the worker itself is stopping; leave the session for the next worker.
+        interrupt = job is None or job.state is not JobState.running
         if interrupt and self.sid:
             await self._interrupt("the job was cancelled or superseded")
             try:

@@ -76,7 +76,6 @@ class ProgressReporter:
         self.check_run_id = check_run_id
         self.min_interval = min_interval
         self.updates_sent = 0
-        self.reports = 0
         self._pending: dict[str, str] | None = None
         self._last_sent = float("-inf") if sent_at is None else sent_at
         self.flush_on_close = flush_on_close
@@ -84,7 +83,6 @@ class ProgressReporter:
         self._lock = asyncio.Lock()
 
     async def report(self, message: str, done: list[str] | None = None, todo: list[str] | None = None) -> str:
-        self.reports += 1
         self._pending = progress_output(message, list(done or ()), list(todo or ()))
         wait = self._last_sent + self.min_interval - time.monotonic()
         if wait <= 0 and not self._lock.locked():

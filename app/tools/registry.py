@@ -120,15 +120,6 @@ class ToolRegistry:
     def register(self, name: str, input_model: type[M], handler: Handler, *, description: str = "") -> None:
         self.add(Tool(name, input_model, handler, description))
 
-    def tool(self, name: str, input_model: type[M], *, description: str = "") -> Callable[[Handler], Handler]:
-        """Decorator form of `register`."""
-
-        def wrap(handler: Handler) -> Handler:
-            self.register(name, input_model, handler, description=description)
-            return handler
-
-        return wrap
-
     def __contains__(self, name: str) -> bool:
         return name in self._tools
 
