@@ -172,8 +172,8 @@ class Worker:
             log.warning("job %d: %s", job.id, error)
             await self._finish(job, JobState.no_pipeline, error=error)
             return "no_pipeline"
-        sender = job.payload.get("sender")
-        if self.bot_login and sender == self.bot_login and job.kind.value != "fix":
+        # Fix jobs carry no sender: CI results on the bot's own commits are what follow-ups are made of.
+        if self.bot_login and job.payload.get("sender") == self.bot_login:
             await self._finish(job, JobState.skipped, error="caused by this App's own bot account")
             return "skipped"
         log.info("job %d: %s %s#%s attempt %d/%d", job.id, job.kind.value, job.repo, job.pr_number,

@@ -72,8 +72,7 @@ def fix_job(data: dict, *, source: str, run: dict) -> NewJob:
         supersede_key=f"fix:{repo['full_name']}#{pr_number}" if pr_number else f"fix:{repo['full_name']}@{head_sha}",
         payload={"repository": repo, "pull_requests": prs, "head_sha": head_sha,
                  "head_branch": head_branch, "failure": failure,
-                 "follow_up": run.get("conclusion") not in FAILED_CHECK_CONCLUSIONS,
-                 "sender": (data.get("sender") or {}).get("login")},
+                 "follow_up": run.get("conclusion") not in FAILED_CHECK_CONCLUSIONS},
     )
 
 
