@@ -444,3 +444,17 @@ async def test_an_agent_archived_by_hand_is_replaced_and_the_review_still_runs(a
     assert replacement != coordinator and len(sim.sessions) == 2
     assert [str(v) for v in sim.violations] == [f"POST /v1/sessions: 400 invalid_request_error: agent {coordinator} is archived"]
     sim.expect_violations = True  # that one refusal is the point of the test
+
+
+async def test_a_push_that_only_drops_a_reviewed_file_gets_reviewed_not_carried_over(app_stack, git_repo):
+    state, sim = app_stack.state, app_stack.agents.sim
+    pr = PullRequestRepo(state, git_repo)
+    sim.default_script = review_script(COMMENTS[:1])
+    await app_stack.deliver("pull_request", pr.event("opened"))
+    await app_stack.run_jobs()
+    pr.push({"docs/guide.md": None}, "Drop the guide")
+    sim.default_script = review_script([], summary="Only the guide went away.")
+    await app_stack.deliver("pull_request", pr.event("synchronize"))
+    await app_stack.run_jobs()
+    assert len(sim.sessions) == 2
+    assert "docs/guide.md" in task_of(sim)

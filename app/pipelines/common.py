@@ -73,13 +73,22 @@ async def prepare(ctx: JobContext, *, check_name: str | None = None, head_sha: s
     return run
 
 
+def _check_run_key(run: PipelineRun) -> str:
+    return f"check_run:job:{run.job.id}"
+
+
+async def known_check_run(run: PipelineRun) -> int | None:
+    """The check run an earlier attempt of this job opened, if any."""
+    known = await run.ctx.store.get_meta(_check_run_key(run))
+    return int(known) if known else None
+
+
 async def open_check_run(run: PipelineRun, check_name: str, head_sha: str) -> int:
     """An in-progress check run for this job: created once, taken up again by a retry of the job
     (so a retried job does not leave an orphan check run spinning on the commit)."""
-    key = f"check_run:job:{run.job.id}"
-    known = await run.ctx.store.get_meta(key)
+    known = await known_check_run(run)
     if known:
-        run.check_run_id = int(known)
+        run.check_run_id = known
         await run.gh.patch(f"/repos/{run.repo}/check-runs/{run.check_run_id}", data={
             "status": "in_progress", "output": {
                 "title": f"Starting again (attempt {run.job.attempts})",
@@ -90,7 +99,7 @@ async def open_check_run(run: PipelineRun, check_name: str, head_sha: str) -> in
             summary="prmedic is gathering the change and starting its agents.",
             external_id=f"prmedic-job-{run.job.id}",
         )
-        await run.ctx.store.set_meta(key, str(run.check_run_id))
+        await run.ctx.store.set_meta(_check_run_key(run), str(run.check_run_id))
     run.check_opened = time.monotonic()
     return run.check_run_id
 

@@ -28,7 +28,7 @@ from app.logs import redact
 from app.pipelines import JobContext
 from app.pipelines.brief import Brief, BriefInput, Incremental, build_brief
 from app.pipelines.common import (CHECK_NAMES, PipelineRun, config_problems_markdown, cost_and_duration,
-                                  finish_check, open_check_run, prepare, run_agents)
+                                  finish_check, known_check_run, open_check_run, prepare, run_agents)
 from app.pipelines.diff import FileChange, fetch_pull_files, looks_generated, matches_any
 from app.pipelines.publish import (Published, ReviewSession, counts_line, existing_findings, mark_reviewed,
                                    publish_review, tests_table)
@@ -146,7 +146,7 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
         return await _skip(run, f"all {len(files)} changed file(s) are ignored (generated, vendored or "
                                 "`ignore_paths`)" if files else "the pull request changes no files")
     incremental = incremental_since(stored, reviewed, {c.path for c in files}, job.head_sha)
-    if incremental is not None and not incremental.changed and not force:
+    if incremental is not None and not incremental.changed and not incremental.gone and not force:
         return await _carry_over(run, stored, incremental)
 
     state = stored or PullReviewState(repo=job.repo, pr_number=job.pr_number)
@@ -246,6 +246,8 @@ async def _carry_over(run: PipelineRun, stored: PullReviewState, inc: Incrementa
 
 
 async def _completed_check(run: PipelineRun, conclusion: str, title: str, summary: str) -> None:
+    """Complete this job's check run (an earlier attempt may have opened one), or post it completed."""
+    run.check_run_id = run.check_run_id or await known_check_run(run)
     if run.check_run_id is not None:
         await finish_check(run, conclusion, title, summary)
         return
@@ -255,9 +257,9 @@ async def _completed_check(run: PipelineRun, conclusion: str, title: str, summar
 
 
 async def _complete_known_check(run: PipelineRun, stored: PullReviewState) -> None:
-    known = await run.ctx.store.get_meta(f"check_run:job:{run.job.id}")
+    known = await known_check_run(run)
     if known:
-        run.check_run_id = int(known)
+        run.check_run_id = known
         link = f": {stored.summary_review_url}" if stored.summary_review_url else ""
         await finish_check(run, stored.conclusion or "neutral", "Review published",
                            f"The review was published{link}; the job was interrupted afterwards.")
