@@ -266,6 +266,26 @@ async def test_fork_fix_that_does_not_fit_suggestions_is_a_collapsed_patch(app_s
     assert "<details>" in comment.body and "```diff\n" + patch.rstrip("\n") in comment.body
 
 
+async def test_fork_suggestions_github_refuses_fall_back_to_the_patch(app_stack, git_repo, deliver):
+    from sims.github import error_body
+
+    project = Project(app_stack, git_repo, fork=True)
+    project.failing_job(4249)
+    patch = project.patch({"src/calc.py": GOOD})
+    app_stack.sim.default_script = fix_script(propose(patch))
+    state = app_stack.github_state
+    state.inject_fault("POST", r"/pulls/7/reviews$", 422, body=error_body(422, "Unprocessable Entity"))
+
+    await deliver("check_run", project.check_run_event(4249))
+    await app_stack.run_jobs()
+
+    assert state.reviews_of(REPO, 7) == []
+    [comment] = state.issue_comments_of(REPO, 7)
+    assert "<details>" in comment.body and "```diff\n" + patch.rstrip("\n") in comment.body
+    [proposed] = tool_results(app_stack.sim, "propose_fix")
+    assert not proposed.is_error
+
+
 async def test_the_head_moving_during_the_session_is_told_to_the_agent(app_stack, git_repo, deliver):
     project = Project(app_stack, git_repo)
     project.failing_job(4248)

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gidgethub import HTTPException
+from gidgethub import BadRequest, HTTPException
 from pydantic import BaseModel
 
 from app.logs import redact
@@ -317,11 +317,17 @@ async def _offer(gh: Any, t: FixTarget, pr: dict, files: list, starts: dict[str,
                   outcome="offered")
     comments = suggestion_comments(files, starts, await fetch_pull_files(gh, t.repo, t.pr_number))
     if comments is not None:
-        url = await post_suggestions(gh, t.repo, t.pr_number, t.head_sha,
-                                     f"**{title}**\n\n{body}\n\nprmedic cannot push to a fork; commit the "
-                                     "suggestions below to apply the fix.", comments)
-        await upsert_comment(gh, t.repo, t.pr_number, _comment(t, "suggested the fix in a review", url, title, body))
-        return FixProposal(delivery="suggestions", url=url, **common)
+        try:
+            url = await post_suggestions(gh, t.repo, t.pr_number, t.head_sha,
+                                         f"**{title}**\n\n{body}\n\nprmedic cannot push to a fork; commit the "
+                                         "suggestions below to apply the fix.", comments)
+        except BadRequest as exc:  # GitHub would not place them: the patch comment below still offers the fix
+            log.warning("%s#%s: suggestions refused (%s); offering the patch instead", t.repo, t.pr_number,
+                        exc.status_code)
+        else:
+            await upsert_comment(gh, t.repo, t.pr_number,
+                                 _comment(t, "suggested the fix in a review", url, title, body))
+            return FixProposal(delivery="suggestions", url=url, **common)
     details = (f"<details><summary>The patch ({summarize(files)}); apply it with <code>git apply</code></summary>"
                f"\n\n{fence(patch, 'diff')}\n\n</details>")
     url = await upsert_comment(gh, t.repo, t.pr_number,
