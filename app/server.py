@@ -23,7 +23,8 @@ log = logging.getLogger("prmedic.server")
 
 WEBHOOK_PATH = "/api/github/webhooks"
 MAX_BODY_BYTES = 25 * 1024 * 1024
-ACCEPTED_TYPES = ("application/json", "application/x-www-form-urlencoded")
+FORM_TYPE = "application/x-www-form-urlencoded"
+ACCEPTED_TYPES = ("application/json", FORM_TYPE)
 
 STORE_KEY = web.AppKey("store", Store)
 METRICS_KEY = web.AppKey("metrics", Metrics)
@@ -36,10 +37,21 @@ def _answer(http_status: int, **body: Any) -> web.Response:
 
 def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
     """The routed fields of the payload, from a JSON body or GitHub's form encoding (`payload=<json>`)."""
-    if content_type == "application/x-www-form-urlencoded":
-        form = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=True)
-        body = form["payload"][0].encode("utf-8")
+    if content_type == FORM_TYPE:
+        try:
+            body = urllib.parse.parse_qs(body.decode("utf-8"), strict_parsing=True)["payload"][0].encode("utf-8")
+        except (ValueError, KeyError):  # UnicodeDecodeError is a ValueError
+            raise PayloadError("the form body has no `payload` field holding the JSON payload") from None
     return decode_payload(body)
+
+
+def _valid_header(value: str | None, max_length: int) -> bool:
+    # aiohttp passes bytes that are not UTF-8 through as surrogates, which SQLite and the metrics refuse.
+    return bool(value) and len(value) <= max_length and value.isascii() and value.isprintable()
+
+
+def _event_label(event: str, action: str | None) -> str:
+    return f"{event}.{action}" if action else event
 
 
 class WebhookHandler:
@@ -68,7 +80,8 @@ class WebhookHandler:
             return self.reject("unverified", 413, f"body is over {MAX_BODY_BYTES} bytes")
         content_type = request.content_type
         if content_type not in ACCEPTED_TYPES:
-            return self.reject("unverified", 415, f"content type {content_type!r} is not application/json")
+            return self.reject("unverified", 415,
+                               f"content type {content_type!r} is not accepted: send {' or '.join(ACCEPTED_TYPES)}")
         headers = request.headers
         event_name = headers.get("X-GitHub-Event")
         delivery_id = headers.get("X-GitHub-Delivery")
@@ -83,7 +96,7 @@ class WebhookHandler:
             sansio.validate_event(body, signature=signature, secret=self.secret)
         except ValidationFailure:
             return self.reject("unverified", 401, "signature does not match the webhook secret")
-        if not event_name or not delivery_id or len(delivery_id) > 200:
+        if not _valid_header(event_name, 100) or not _valid_header(delivery_id, 200):
             return self.reject("unverified", 400, "X-GitHub-Event or X-GitHub-Delivery is missing or invalid")
         token = delivery_id_var.set(delivery_id)
         try:
@@ -96,8 +109,6 @@ class WebhookHandler:
             data = parse_body(content_type, body)
         except PayloadError as exc:
             return self.reject(event_name, 400, f"body is not a valid webhook payload: {exc}"[:300])
-        except (ValueError, KeyError, UnicodeDecodeError):
-            return self.reject(event_name, 400, "body is not valid JSON")
         if event_name == "ping":
             self._count(event_name, "200").inc()
             return _answer(200, status="pong")
@@ -108,9 +119,11 @@ class WebhookHandler:
             return self.reject(event_name, 400, f"payload lacks a field this event needs: {exc!s}"[:300])
         if not intake.records_anything:
             self._count(event_name, "200").inc()
+            reason = "; ".join(intake.ignored)
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("ignored %s.%s: %s", event_name, data.get("action"), "; ".join(intake.ignored))
-            return _answer(200, status="ignored", reason="; ".join(intake.ignored))
+                log.debug("ignored %s: %s", _event_label(event_name, data.get("action")), reason,
+                          extra={"event": event_name, "action": data.get("action"), "reason": reason})
+            return _answer(200, status="ignored", reason=reason)
         delivery = Delivery.model_construct(delivery_id=delivery_id, event=event_name, action=data.get("action"),
                             received_at=time.time())
         try:
@@ -122,9 +135,18 @@ class WebhookHandler:
             return self.reject(event_name, 503, "the job store is unavailable; redeliver later")
         if result.duplicate:
             self._count(event_name, "200").inc()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("ignored %s: delivery already recorded", _event_label(event_name, delivery.action),
+                          extra={"event": event_name, "action": delivery.action, "reason": "duplicate delivery"})
             return _answer(200, status="duplicate")
         for job in intake.jobs:
             self.metrics.jobs_created.labels(job.kind.value).inc()
+        if log.isEnabledFor(logging.INFO):
+            repository = (data.get("repository") or {}).get("full_name")
+            log.info("accepted %s for %s: jobs %s", _event_label(event_name, delivery.action),
+                     repository or f"installation {(data.get('installation') or {}).get('id')}",
+                     result.job_ids, extra={"event": event_name, "action": delivery.action,
+                                            "repository": repository, "job_ids": result.job_ids})
         if result.job_ids:
             self._count(event_name, "202").inc()
             # GitHub shows this body in the App's delivery log: the job ids help operators.

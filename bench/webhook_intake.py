@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = ROOT.parent / "shared" / "perf-anchor"
 SECRET = "bench-secret"
+OPENED_WITH_INSTALLATION = 12  # index among the `pull_request` examples, the same for every server
 
 
 def throwaway_key(workdir: Path) -> Path:
@@ -80,7 +81,9 @@ def main() -> int:
     command = [
         str(ANCHOR / "run_anchor.sh"), "--servers", args.servers, "--spawn", f"prmedic={spawn}",
         "--spawn-path", "/api/github/webhooks", "-c", args.connections, "--repeat", str(args.repeat),
-        "--secret", SECRET, "--workdir", str(workdir), "--keep-files", "--json-out", json_out, *args.extra,
+        "--secret", SECRET, "--workdir", str(workdir), "--keep-files", "--json-out", json_out,
+        # GitHub's first `opened` example has no installation: prmedic would ignore it, not commit a job.
+        "--example-index", str(OPENED_WITH_INSTALLATION), *args.extra,
     ]
     print("+", " ".join(command), flush=True)
     status = subprocess.call(command, env=env, cwd=ROOT)

@@ -46,6 +46,13 @@ def example(event: str, action: str | None = None, index: int = 0) -> dict:
     return copy.deepcopy(matches[index])
 
 
+def installed(payload: dict, installation_id: int = 4242) -> dict:
+    """`payload` as GitHub delivers it to an App: with the installation the App acts through
+    (some of GitHub's examples come from repository webhooks and have none)."""
+    payload["installation"] = {"id": installation_id, "node_id": "MDIzOkludGVncmF0aW9uNDI0Mg=="}
+    return payload
+
+
 def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 import aiohttp
 from conftest import delivery_headers
@@ -43,8 +44,9 @@ class ServeProcess:
         self.output = ""
 
     async def __aenter__(self) -> "ServeProcess":
+        self.log = tempfile.TemporaryFile()  # not a pipe: a chatty server would block once it filled up
         self.process = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=self.env, cwd=self.cwd,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                        stdout=self.log, stderr=subprocess.STDOUT)
         self.http = aiohttp.ClientSession()
         for _ in range(300):
             try:
@@ -64,7 +66,10 @@ class ServeProcess:
     async def __aexit__(self, *exc) -> None:
         await self.http.close()
         self.process.send_signal(signal.SIGTERM)
-        self.output = await asyncio.to_thread(lambda: self.process.communicate(timeout=30)[0].decode())
+        await asyncio.to_thread(self.process.wait, 30)
+        self.log.seek(0)
+        self.output = self.log.read().decode()
+        self.log.close()
         assert self.process.returncode == 0, self.output
         logged = [json.loads(line) for line in self.output.splitlines() if line.startswith("{")]
         assert any(entry.get("job_id") for entry in logged), self.output
@@ -84,9 +89,11 @@ async def test_a_pull_request_delivered_to_prmedic_serve_gets_one_review_and_a_c
         {"path": "src/app.py", "line": 41, "severity": "major", "body": "`total` skips the first item.",
          "suggestion": "    return sum(items)"},
     ], summary="`total()` drops the first element.")
+    event = pr.event("opened")
+    event["repository"]["language"] = "Python"
     async with ServeProcess(serve_env(settings_env, github_server, managed_agents), tmp_path) as server:
         for _ in range(2):  # GitHub redelivers: the second one must change nothing
-            assert await server.deliver("pull_request", pr.event("opened"), "e2e-review") in (200, 202)
+            assert await server.deliver("pull_request", event, "e2e-review") in (200, 202)
         await _until(lambda: any(c.status == "completed" for c in state.check_runs_for(REPO, pr.head)))
     (review,) = state.reviews_of(REPO, pr.pr.number)
     assert review.body.startswith(SUMMARY_MARKER)
@@ -94,7 +101,8 @@ async def test_a_pull_request_delivered_to_prmedic_serve_gets_one_review_and_a_c
     assert (comment.path, comment.line) == ("src/app.py", 41) and "```suggestion" in comment.body
     (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
     assert check.conclusion == "neutral" and "Cost (list price): $" in check.output["summary"]
-    assert len(sim.sessions) == 1
+    (session,) = sim.sessions.values()
+    assert sim.environments[session.environment_id]["name"] == "python"  # from the payload's repository.language
 
 
 async def test_a_failing_check_delivered_to_prmedic_serve_gets_one_verified_fix_pr(

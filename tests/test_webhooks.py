@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import APP_ID, example, webhook_examples
+from conftest import APP_ID, example, installed, webhook_examples
 
 from app.store import JobKind, JobState
 
@@ -13,6 +13,7 @@ REVIEW_ACTIONS = {"opened", "reopened", "synchronize", "ready_for_review"}
 
 
 def expected_job(event: str, payload: dict) -> JobKind | None:
+    """The job a GitHub App's delivery of `payload` creates, whether or not it names an installation."""
     action = payload.get("action")
     if event == "pull_request" and action in REVIEW_ACTIONS:
         pr = payload["pull_request"]
@@ -41,16 +42,20 @@ async def test_every_github_example_is_routed_or_ignored_never_5xx(deliver, stor
     if kind is None:
         assert response.status == 200, body
         assert jobs == []
+    elif not payload.get("installation"):  # a repository webhook's delivery: no App installation to act through
+        assert (response.status, body["status"]) == (200, "ignored"), body
+        assert "no installation" in body["reason"]
+        assert jobs == []
     else:
         assert response.status == 202, body
         assert [(j.kind, j.state) for j in jobs] == [(kind, JobState.queued)]
         assert body["jobs"] == [jobs[0].id]
         assert jobs[0].repo == payload["repository"]["full_name"]
-        assert jobs[0].installation_id == (payload.get("installation") or {}).get("id")
+        assert jobs[0].installation_id == payload["installation"]["id"]
 
 
 async def test_pull_request_opened_keeps_what_a_review_needs(deliver, store):
-    payload = example("pull_request", "opened")
+    payload = installed(example("pull_request", "opened"))
     response = await deliver("pull_request", payload)
     assert response.status == 202
     [job] = await store.list_jobs()
@@ -65,7 +70,7 @@ async def test_pull_request_opened_keeps_what_a_review_needs(deliver, store):
 
 
 async def test_draft_pull_request_is_queued_for_the_repository_config_to_decide(deliver, store):
-    payload = example("pull_request", "opened")
+    payload = installed(example("pull_request", "opened"))
     payload["pull_request"]["draft"] = True
     response = await deliver("pull_request", payload)
     assert response.status == 202
@@ -74,7 +79,7 @@ async def test_draft_pull_request_is_queued_for_the_repository_config_to_decide(
 
 
 async def test_failed_check_run_creates_a_fix_job_for_its_pull_request(deliver, store):
-    payload = example("check_run", "completed")
+    payload = installed(example("check_run", "completed"))
     assert payload["check_run"]["conclusion"] == "failure"
     response = await deliver("check_run", payload)
     assert response.status == 202
@@ -86,7 +91,7 @@ async def test_failed_check_run_creates_a_fix_job_for_its_pull_request(deliver, 
 
 
 async def test_failed_workflow_run_creates_a_fix_job(deliver, store):
-    payload = example("workflow_run", "completed", index=2)
+    payload = installed(example("workflow_run", "completed", index=2))
     payload["workflow_run"]["conclusion"] = "failure"
     response = await deliver("workflow_run", payload)
     assert response.status == 202
@@ -96,7 +101,7 @@ async def test_failed_workflow_run_creates_a_fix_job(deliver, store):
 
 
 def pr_comment(body: str) -> dict:
-    payload = example("issue_comment", "created")
+    payload = installed(example("issue_comment", "created"))
     payload["issue"]["pull_request"] = {"url": payload["issue"]["url"].replace("/issues/", "/pulls/")}
     payload["comment"]["body"] = body
     return payload
@@ -115,7 +120,7 @@ async def test_slash_command_on_a_pull_request_creates_a_command_job(deliver, st
 
 
 async def test_slash_command_in_a_review_thread_keeps_its_place(deliver, store):
-    payload = example("pull_request_review_comment", "created")
+    payload = installed(example("pull_request_review_comment", "created"))
     payload["comment"]["body"] = "/fix"
     response = await deliver("pull_request_review_comment", payload)
     assert response.status == 202
@@ -139,7 +144,7 @@ async def test_comment_on_an_issue_is_ignored(deliver, store):
 
 
 async def test_the_apps_own_events_never_create_jobs(deliver, store):
-    own_pr = example("pull_request", "opened")
+    own_pr = installed(example("pull_request", "opened"))
     own_pr["sender"] = {"login": "prmedic[bot]", "type": "Bot", "id": 1}
     own_comment = pr_comment("/review")
     own_comment["comment"]["performed_via_github_app"] = {"id": APP_ID, "slug": "prmedic"}
@@ -187,7 +192,7 @@ async def test_ping_is_answered(deliver, store):
 
 
 async def test_duplicate_delivery_creates_no_second_job(deliver, store):
-    payload = example("pull_request", "opened")
+    payload = installed(example("pull_request", "opened"))
     first = await deliver("pull_request", payload, delivery_id="same-id")
     second = await deliver("pull_request", payload, delivery_id="same-id")
     assert (first.status, second.status) == (202, 200)
@@ -198,7 +203,7 @@ async def test_duplicate_delivery_creates_no_second_job(deliver, store):
 async def test_concurrent_duplicates_create_one_job(deliver, store):
     import asyncio
 
-    payload = example("pull_request", "opened")
+    payload = installed(example("pull_request", "opened"))
     answers = await asyncio.gather(*(deliver("pull_request", payload, delivery_id="dup") for _ in range(10)))
     assert sorted(r.status for r in answers) == [200] * 9 + [202]
     assert len(await store.list_jobs()) == 1
@@ -207,7 +212,7 @@ async def test_concurrent_duplicates_create_one_job(deliver, store):
 # -- bad deliveries: each gets its answer and creates nothing -------------------------------
 
 def _body() -> bytes:
-    return json.dumps(example("pull_request", "opened")).encode()
+    return json.dumps(installed(example("pull_request", "opened"))).encode()
 
 
 async def _post(client, body: bytes, headers: dict):
@@ -279,19 +284,19 @@ async def test_form_encoded_delivery_is_accepted(webhook_client, store):
 
 async def test_store_failure_is_not_acknowledged(deliver, store):
     await store.close()
-    response = await deliver("pull_request", example("pull_request", "opened"))
+    response = await deliver("pull_request", installed(example("pull_request", "opened")))
     assert response.status == 503
 
 
 async def test_healthz_reports_store_and_queue_depth(webhook_client, deliver):
-    await deliver("pull_request", example("pull_request", "opened"))
+    await deliver("pull_request", installed(example("pull_request", "opened")))
     response = await webhook_client.get("/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok", "store": "ok", "queue_depth": 1, "running": 0}
 
 
 async def test_metrics_count_webhooks_and_jobs(webhook_client, deliver):
-    await deliver("pull_request", example("pull_request", "opened"))
+    await deliver("pull_request", installed(example("pull_request", "opened")))
     await deliver("star", example("star"))
     await webhook_client.post("/api/github/webhooks", data=b"{}", headers={"Content-Type": "application/json"})
     text = await (await webhook_client.get("/metrics")).text()

@@ -98,7 +98,7 @@ async def on_issue_comment(event: sansio.Event, intake: Intake) -> None:
         intake.ignore("comment without a command")
         return
     if _from_human(data, intake):
-        intake.jobs.append(command_job(data, command, pr_number=data["issue"]["number"], source="issue_comment"))
+        intake.add_job(command_job(data, command, pr_number=data["issue"]["number"], source="issue_comment"))
 
 
 @router.register("pull_request_review_comment", action="created")
@@ -109,5 +109,5 @@ async def on_review_comment(event: sansio.Event, intake: Intake) -> None:
         intake.ignore("review comment without a command")
         return
     if _from_human(data, intake):
-        intake.jobs.append(command_job(
+        intake.add_job(command_job(
             data, command, pr_number=data["pull_request"]["number"], source="pull_request_review_comment"))

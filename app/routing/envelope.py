@@ -9,9 +9,13 @@ field still decodes and the router decides.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+# Every id and count a job keeps ends up in a SQLite INTEGER column or a JSON blob: both stop
+# at 64 bits, so a larger number is a malformed payload, refused here with the field named.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class _Struct(msgspec.Struct, gc=False, omit_defaults=True):
@@ -21,11 +25,11 @@ class _Struct(msgspec.Struct, gc=False, omit_defaults=True):
 class Account(_Struct):
     login: str | None = None
     type: str | None = None
-    id: int | None = None
+    id: Int64 | None = None
 
 
 class App(_Struct):
-    id: int | None = None
+    id: Int64 | None = None
     slug: str | None = None
 
 
@@ -39,10 +43,11 @@ class RepoName(_Struct):
 
 class Repository(_Struct):
     full_name: str | None = None
-    id: int | None = None
+    id: Int64 | None = None
     private: bool | None = None
     default_branch: str | None = None
     html_url: str | None = None
+    language: str | None = None
 
 
 class GitRef(_Struct):
@@ -56,7 +61,7 @@ class Label(_Struct):
 
 
 class PullRequest(_Struct):
-    number: int | None = None
+    number: Int64 | None = None
     title: str | None = None
     body: str | None = None
     draft: bool | None = None
@@ -67,26 +72,26 @@ class PullRequest(_Struct):
     labels: list[Label] | None = None
     head: GitRef | None = None
     base: GitRef | None = None
-    changed_files: int | None = None
-    additions: int | None = None
-    deletions: int | None = None
+    changed_files: Int64 | None = None
+    additions: Int64 | None = None
+    deletions: Int64 | None = None
     performed_via_github_app: App | None = None
 
 
 class PullRequestRef(_Struct):
-    number: int | None = None
+    number: Int64 | None = None
     head: GitRef | None = None
     base: GitRef | None = None
 
 
 class CheckSuite(_Struct):
-    id: int | None = None
+    id: Int64 | None = None
     app: App | None = None
     head_branch: str | None = None  # tells runs on prmedic's fix branches apart
 
 
 class CheckRun(_Struct):
-    id: int | None = None
+    id: Int64 | None = None
     name: str | None = None
     conclusion: str | None = None
     head_sha: str | None = None
@@ -98,30 +103,30 @@ class CheckRun(_Struct):
 
 
 class WorkflowRun(_Struct):
-    id: int | None = None
+    id: Int64 | None = None
     name: str | None = None
     conclusion: str | None = None
     head_sha: str | None = None
     head_branch: str | None = None
     html_url: str | None = None
-    run_attempt: int | None = None
-    workflow_id: int | None = None
+    run_attempt: Int64 | None = None
+    workflow_id: Int64 | None = None
     event: str | None = None
     pull_requests: list[PullRequestRef] | None = None
 
 
 class Comment(_Struct):
-    id: int | None = None
+    id: Int64 | None = None
     body: str | None = None
     html_url: str | None = None
     user: Account | None = None
     author_association: str | None = None
     performed_via_github_app: App | None = None
     path: str | None = None
-    line: int | None = None
+    line: Int64 | None = None
     side: str | None = None
     diff_hunk: str | None = None
-    in_reply_to_id: int | None = None
+    in_reply_to_id: Int64 | None = None
     commit_id: str | None = None
 
 
@@ -130,13 +135,13 @@ class PullLink(_Struct):
 
 
 class Issue(_Struct):
-    number: int | None = None
+    number: Int64 | None = None
     pull_request: PullLink | None = None
     performed_via_github_app: App | None = None
 
 
 class Installation(_Struct):
-    id: int | None = None
+    id: Int64 | None = None
     account: Account | None = None
     repository_selection: str | None = None
     suspended_at: str | None = None
@@ -170,8 +175,14 @@ class PayloadError(ValueError):
 
 
 def decode_payload(body: bytes) -> dict[str, Any]:
-    """The routed fields of a JSON webhook body, as plain dicts and lists."""
+    """The routed fields of a JSON webhook body, as plain dicts and lists.
+
+    The structs bound the depth of what comes out; a body nested deeper than the interpreter's
+    recursion limit (even in fields that are skipped) is refused like any other malformed body.
+    """
     try:
         return msgspec.to_builtins(_decoder.decode(body))
     except msgspec.DecodeError as exc:
         raise PayloadError(str(exc)) from None
+    except RecursionError:
+        raise PayloadError("JSON nests too deeply") from None

@@ -14,6 +14,7 @@ def repository_fields(repo: dict[str, Any]) -> dict[str, Any]:
         "private": repo.get("private", False),
         "default_branch": repo.get("default_branch"),
         "html_url": repo.get("html_url"),
+        "language": repo.get("language"),
     }
 
 

@@ -92,6 +92,6 @@ def _route(event: sansio.Event, intake: Intake, source: str, failed: tuple[str, 
     sender = (event.data.get("sender") or {}).get("login")
     if conclusion in failed or (conclusion in PASSED_CHECK_CONCLUSIONS
                                 and follow_up_wanted(source, run, sender, intake.bot_login)):
-        intake.jobs.append(fix_job(event.data, source=source, run=run))
+        intake.add_job(fix_job(event.data, source=source, run=run))
     else:
         intake.ignore(f"{source.replace('_', ' ')} concluded {conclusion}")

@@ -20,6 +20,13 @@ class Intake:
     def ignore(self, reason: str) -> None:
         self.ignored.append(reason)
 
+    def add_job(self, job: NewJob) -> None:
+        """Queue `job`, unless the payload names no installation for the job to act through."""
+        if job.installation_id is None:
+            self.ignore(f"no installation in the payload: a {job.kind.value} job could not act on {job.repo}")
+            return
+        self.jobs.append(job)
+
     @property
     def records_anything(self) -> bool:
         return bool(self.jobs or self.installations)

@@ -37,7 +37,7 @@ async def on_pull_request(event: sansio.Event, intake: Intake) -> None:
     if data["pull_request"].get("state") == "closed":
         intake.ignore("closed pull request")
         return
-    intake.jobs.append(review_job(data, trigger=data["action"]))
+    intake.add_job(review_job(data, trigger=data["action"]))
 
 
 for _action in REVIEW_ACTIONS:
