@@ -5,43 +5,71 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import errno
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dotenv import load_dotenv
 
 from app import __version__
 from app.logs import configure_logging
-from app.settings import Settings, SettingsError, load_settings
+from app.settings import S, Settings, SettingsError, StoreSettings, load_settings
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace, settings_class: type[S] = Settings) -> S:  # type: ignore[assignment]
     overrides = {}
     if getattr(args, "host", None):
         overrides["host"] = args.host
     if getattr(args, "port", None):
         overrides["port"] = args.port
-    settings = load_settings(**overrides)
+    settings = load_settings(settings_class, **overrides)
     configure_logging(settings.log_format, settings.log_level)
     return settings
 
 
-def _run(coro) -> None:
+def _event_loop_runner():
+    """uvloop's runner when the `fast` extra is installed, else asyncio's, chosen without a trace."""
+    if os.environ.get("PRMEDIC_NO_UVLOOP"):
+        return asyncio.run
     try:
-        if os.environ.get("PRMEDIC_NO_UVLOOP"):
-            raise ImportError
         import uvloop  # optional: `pip install prmedic[fast]`
     except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+        return asyncio.run
+    return uvloop.run
+
+
+def _run(coro) -> None:
+    # Run outside the `except ImportError` block: otherwise every later traceback would carry
+    # "During handling of the above exception (No module named 'uvloop')".
+    _event_loop_runner()(coro)
+
+
+_CANNOT_LISTEN = {errno.EADDRINUSE: "the address is already in use", errno.EADDRNOTAVAIL:
+                  "the address does not belong to this machine", errno.EACCES: "permission denied"}
+
+
+def listen_error(exc: OSError, host: str, port: int) -> str | None:
+    """One line for a server socket that cannot be opened, or None if `exc` is something else."""
+    if exc.errno not in _CANNOT_LISTEN or "bind" not in str(exc):
+        return None
+    return (f"prmedic serve: cannot listen on {host}:{port}: {_CANNOT_LISTEN[exc.errno]} "
+            "(choose another with --port or PRMEDIC_PORT, or --host / PRMEDIC_HOST)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.runtime import serve
 
-    _run(serve(_settings(args), with_worker=not args.no_worker))
+    settings = _settings(args)
+    try:
+        _run(serve(settings, with_worker=not args.no_worker))
+    except OSError as exc:
+        message = listen_error(exc, settings.host, settings.port)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
     return 0
 
 
@@ -74,7 +102,7 @@ def format_jobs(jobs) -> str:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from app.store import JobState, open_store
 
-    settings = _settings(args)
+    settings = _settings(args, StoreSettings)
     states = [JobState(s) for s in args.state] if args.state else None
 
     async def list_jobs():
@@ -85,9 +113,13 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    jobs = asyncio.run(list_jobs())
+    # Listing must not leave an empty database behind in whatever directory it was run from.
+    no_store = not Path(settings.sqlite_path).exists()
+    jobs = [] if no_store else asyncio.run(list_jobs())
     if args.json:
         print("[" + ",".join(job.model_dump_json() for job in jobs) + "]")
+    elif no_store:
+        print(f"no jobs: there is no store at {settings.sqlite_path} (PRMEDIC_DATABASE_URL)")
     elif not jobs:
         print("no jobs")
     else:
@@ -103,7 +135,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"✗ settings\n{exc}")
         return 2
-    configure_logging(settings.log_format, "WARNING")
+    # The doctor's own lines say what failed; the clients' retry warnings would only repeat it.
+    configure_logging(settings.log_format, "ERROR")
     ok = asyncio.run(run_doctor(settings, print))
     return 0 if ok else 1
 
@@ -151,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `prmedic jobs | head`: the reader left; say nothing more (Python's own advice in `signal`).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable
 
 from gidgethub import BadRequest, GitHubException
+from yarl import URL
 
+from app.errors import NetworkProblem, describe, network_problem
 from app.github import GitHubApp
 from app.settings import Settings
 from app.store import StoreUnavailable, open_store
@@ -33,6 +35,23 @@ def permission_problems(permissions: dict[str, str], events: list[str]) -> list[
         if event not in events:
             problems.append(f"not subscribed to the {event!r} event")
     return problems
+
+
+def likely_cause(problem: NetworkProblem, url_setting: str) -> str:
+    """What to check first for a connection that failed, by what failed."""
+    hints: dict[str, str] = {
+        "dns": f"check the host's spelling in {url_setting}, then this machine's DNS (a network that reaches "
+               "the internet only through a proxy may not resolve outside names)",
+        "refused": f"nothing accepts connections there: check the host and port in {url_setting}",
+        "timeout": "no answer came: a firewall may drop the traffic, or this network needs a proxy",
+        "tls": f"check that {url_setting} says https only if the server speaks TLS; a server with a private "
+               "certificate authority needs SSL_CERT_FILE pointing at its CA bundle",
+        "proxy": "check the proxy address in HTTPS_PROXY / HTTP_PROXY",
+        "closed": f"something between here and the server (a proxy or firewall) cut the connection, or {url_setting} "
+                  "points at a service that is not the API",
+        "unreachable": "this machine has no route there: check its network connection",
+    }
+    return hints.get(problem.cause, f"check {url_setting} and this machine's network connection")
 
 
 async def run_doctor(settings: Settings, say: Callable[[str], None]) -> bool:
@@ -62,10 +81,19 @@ async def run_doctor(settings: Settings, say: Callable[[str], None]) -> bool:
     try:
         app_info = await github.app_client().getitem("/app")
     except BadRequest as exc:
-        check(False, "GitHub App", f"GitHub refused the App's credentials ({exc.status_code.value} {exc}); "
-              "check PRMEDIC_APP_ID and that the private key belongs to this App")
+        if exc.status_code == 404:
+            check(False, "GitHub App", f"{settings.github_api_url}/app answered 404: this is not GitHub's REST API; "
+                  "check PRMEDIC_GITHUB_API_URL (GitHub Enterprise Server: https://HOST/api/v3)")
+        else:
+            check(False, "GitHub App", f"GitHub refused the App's credentials ({exc.status_code.value} {exc}); "
+                  "check PRMEDIC_APP_ID and that the private key belongs to this App")
     except (GitHubException, OSError) as exc:
-        check(False, "GitHub App", f"cannot reach {settings.github_api_url} ({exc}); check PRMEDIC_GITHUB_API_URL")
+        problem = network_problem(exc, URL(settings.github_api_url).host)
+        if problem is None:
+            check(False, "GitHub App", f"GET {settings.github_api_url}/app failed ({describe(exc)}); "
+                  "check PRMEDIC_GITHUB_API_URL, or try again if GitHub is having trouble")
+        else:
+            check(False, "GitHub App", f"{problem}; {likely_cause(problem, 'PRMEDIC_GITHUB_API_URL')}")
     else:
         problems = permission_problems(app_info.get("permissions") or {}, app_info.get("events") or [])
         check(True, "GitHub App", f"{app_info.get('name')} (slug {app_info.get('slug')}), "
@@ -86,8 +114,12 @@ async def run_doctor(settings: Settings, say: Callable[[str], None]) -> bool:
         check(False, "Anthropic", "the API key was refused; check ANTHROPIC_API_KEY")
     except anthropic.PermissionDeniedError as exc:
         check(False, "Anthropic", f"the key cannot use Managed Agents ({exc.message})")
+    except anthropic.APIConnectionError as exc:
+        problem = network_problem(exc)
+        assert problem is not None
+        check(False, "Anthropic", f"{problem}; {likely_cause(problem, 'ANTHROPIC_BASE_URL')}")
     except anthropic.APIError as exc:
-        check(False, "Anthropic", f"cannot reach {client.base_url} ({exc.__class__.__name__}: {exc})")
+        check(False, "Anthropic", f"{client.base_url} failed ({describe(exc)})")
     else:
         check(True, "Anthropic", f"Managed Agents reachable at {client.base_url}")
     finally:

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class OptionalGauge(Collector):
+    """A gauge with no sample until it has a value: a rate of nothing is unknown, not 0."""
+
+    def __init__(self, name: str, documentation: str, *, registry: CollectorRegistry) -> None:
+        self.name, self.documentation = name, documentation
+        self.value: float | None = None
+        registry.register(self)
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.value is not None:
+            yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
 
 
 class Metrics:
@@ -35,14 +55,14 @@ class Metrics:
             "prmedic_fix_outcomes_total", "Delivered fixes whose CI finished in this process, by outcome",
             ["outcome"], registry=self.registry,
         )
-        self.fix_success_rate = Gauge(
+        self.fix_success_rate = OptionalGauge(
             "prmedic_fix_success_rate", "Share of prmedic's delivered fixes whose CI passed, of those whose CI "
-            "finished (from the store)", registry=self.registry,
+            "finished (from the store); absent until one has", registry=self.registry,
         )
 
     def set_fix_outcomes(self, counts: dict[str, int]) -> None:
         finished = counts.get("succeeded", 0) + counts.get("failed", 0)
-        self.fix_success_rate.set(counts.get("succeeded", 0) / finished if finished else 0.0)
+        self.fix_success_rate.value = counts.get("succeeded", 0) / finished if finished else None
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

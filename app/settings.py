@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,36 +23,69 @@ HINTS = {
 }
 
 
+ENV_FILE = ".env"
+
+
 class SettingsError(Exception):
-    """Start-up cannot go on: one message lists every problem and its fix."""
+    """Start-up cannot go on: one message lists every problem and its fix, and where settings come from."""
 
     def __init__(self, problems: list[str]):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"prmedic cannot start; fix these settings:\n{lines}")
+        super().__init__(f"prmedic cannot start; fix these settings:\n{lines}\n{where_settings_come_from()}")
 
 
-class Settings(BaseSettings):
+def where_settings_come_from(cwd: Path | None = None) -> str:
+    env_file = (cwd or Path.cwd()) / ENV_FILE
+    found = f"found: {env_file}" if env_file.is_file() else f"there is none at {env_file}; to start one: cp .env.example .env"
+    return (f"Settings are read from PRMEDIC_* environment variables and from {ENV_FILE} in the working directory "
+            f"({found}).\nCheck them, and the connection to GitHub and Anthropic, with: prmedic doctor")
+
+
+class StoreSettings(BaseSettings):
+    """What the commands that only read the local store need (`prmedic jobs`): no GitHub App settings."""
+
     model_config = SettingsConfigDict(
-        env_prefix="PRMEDIC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="PRMEDIC_", env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore"
     )
 
+    database_url: str = "sqlite:///./prmedic.db"
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value.startswith("sqlite:///"):
+            return value
+        if value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("the PostgreSQL backend is not available in this version")
+        raise ValueError(f"{value!r} is not a sqlite:/// URL")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.database_url.removeprefix("sqlite:///")
+
+
+class Settings(StoreSettings):
     app_id: int = Field(gt=0)
     private_key: SecretStr | None = None
     private_key_path: Path | None = Field(None, validate_default=True)
     webhook_secret: SecretStr
     github_api_url: str = "https://api.github.com"
-    database_url: str = "sqlite:///./prmedic.db"
     host: str = "0.0.0.0"
     port: int = Field(3000, ge=1, le=65535)
 
     app_slug: str | None = None
-    log_format: Literal["text", "json"] = "text"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     worker_concurrency: int = Field(8, ge=1, le=1000)
     job_max_attempts: int = Field(3, ge=1, le=20)
     job_lease_seconds: float = Field(60.0, ge=2)
-    job_retry_base_seconds: float = Field(10.0, ge=0)
+    job_retry_base_seconds: float = Field(30.0, ge=0)
     worker_poll_seconds: float = Field(2.0, gt=0)
     github_max_retry_wait_seconds: float = Field(120.0, ge=0)
     # agent sessions (app/sessions)
@@ -74,20 +107,6 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/")
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url(cls, value: str) -> str:
-        if value.startswith("sqlite:///"):
-            return value
-        if value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("the PostgreSQL backend is not available in this version")
-        raise ValueError(f"{value!r} is not a sqlite:/// URL")
-
-    @field_validator("log_level", mode="before")
-    @classmethod
-    def _level_upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
 
     @field_validator("private_key_path")
     @classmethod
@@ -111,10 +130,6 @@ class Settings(BaseSettings):
             return _normalise_pem(self.private_key.get_secret_value())
         assert self.private_key_path is not None
         return _normalise_pem(self.private_key_path.read_text())
-
-    @property
-    def sqlite_path(self) -> str:
-        return self.database_url.removeprefix("sqlite:///")
 
     @property
     def bot_login(self) -> str | None:
@@ -153,9 +168,12 @@ def _describe(error: dict) -> str:
     return f"{text} — {hint}" if hint else text
 
 
-def load_settings(**overrides: object) -> Settings:
+S = TypeVar("S", bound=StoreSettings)
+
+
+def load_settings(settings_class: type[S] = Settings, /, **overrides: object) -> S:  # type: ignore[assignment]
     """Read and validate settings, or raise SettingsError naming every problem."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return settings_class(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError([_describe(e) for e in exc.errors(include_url=False)]) from None

@@ -128,6 +128,12 @@ def test_jobs_command_lists_recent_jobs_with_state_attempts_and_error(settings, 
 
 
 def test_jobs_command_on_an_empty_store(settings, capsys):
+    async def create_the_store():
+        store = open_store(settings.database_url)
+        await store.open()
+        await store.close()
+
+    asyncio.run(create_the_store())
     assert main(["jobs"]) == 0
     assert capsys.readouterr().out.strip() == "no jobs"
 

@@ -6,14 +6,17 @@ import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
 
 
 def add_agents_commands(sub: argparse._SubParsersAction) -> None:
     agents = sub.add_parser("agents", help="check or sync the agent and environment definitions")
     commands = agents.add_subparsers(dest="agents_command", required=True)
 
-    check = commands.add_parser("check", help="validate agents/ and environments/ and list what they define")
-    _dirs(check)
+    check = commands.add_parser(
+        "check", help="validate agents/ and environments/ (the working directory's when it has both, else the "
+        "shipped ones) and list what they define")
+    _dirs(check, default="./agents and ./environments when both exist, else the ones shipped with prmedic")
     check.set_defaults(func=cmd_agents_check)
 
     sync = commands.add_parser(
@@ -24,9 +27,28 @@ def add_agents_commands(sub: argparse._SubParsersAction) -> None:
     sync.set_defaults(func=cmd_agents_sync)
 
 
-def _dirs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--agents-dir", help="folder of agent files (default: the ones shipped with prmedic)")
-    parser.add_argument("--environments-dir", help="folder of environment files (default: the shipped ones)")
+def _dirs(parser: argparse.ArgumentParser, default: str = "the ones shipped with prmedic") -> None:
+    parser.add_argument("--agents-dir", help=f"folder of agent files (default: {default})")
+    parser.add_argument("--environments-dir", help=f"folder of environment files (default: {default})")
+
+
+def check_dirs(agents_dir: str | None, environments_dir: str | None, cwd: Path) -> tuple[str | None, str | None]:
+    """The folders `agents check` reads: those given, else the working directory's `agents/` and
+    `environments/` when both exist (a checkout being edited), else None (the shipped ones)."""
+    if agents_dir is None and environments_dir is None and (cwd / "agents").is_dir() and (cwd / "environments").is_dir():
+        return str(cwd / "agents"), str(cwd / "environments")
+    return agents_dir, environments_dir
+
+
+def _checked_where(args: argparse.Namespace, local: bool) -> str:
+    from app.agents.definitions import default_dirs
+
+    shipped_agents, shipped_envs = default_dirs()
+    if local:
+        return f"checking the working directory's {args.agents_dir} and {args.environments_dir}"
+    if args.agents_dir is None and args.environments_dir is None:
+        return f"checking the definitions shipped with prmedic: {shipped_agents} and {shipped_envs}"
+    return f"checking {args.agents_dir or shipped_agents} and {args.environments_dir or shipped_envs}"
 
 
 def _load(args: argparse.Namespace):
@@ -66,6 +88,9 @@ def describe(definitions) -> list[str]:
 
 
 def cmd_agents_check(args: argparse.Namespace) -> int:
+    given = (args.agents_dir, args.environments_dir)
+    args.agents_dir, args.environments_dir = check_dirs(*given, Path.cwd())
+    print(_checked_where(args, local=(args.agents_dir, args.environments_dir) != given), flush=True)
     definitions = _load(args)
     if definitions is None:
         return 1
@@ -77,13 +102,15 @@ def cmd_agents_check(args: argparse.Namespace) -> int:
 
 
 def cmd_agents_sync(args: argparse.Namespace) -> int:
+    from app.errors import describe
     from app.logs import configure_logging
-    from app.settings import load_settings
+    from app.settings import StoreSettings, load_settings
 
     definitions = _load(args)
     if definitions is None:
         return 1
-    settings = load_settings()  # SettingsError → exit 2 with every problem named (app.cli.main)
+    # Only the store and Anthropic: no GitHub App settings. SettingsError → exit 2 (app.cli.main).
+    settings = load_settings(StoreSettings)
     configure_logging(settings.log_format, "WARNING")
     if not (os.environ.get("ANTHROPIC_API_KEY") or os.environ.get("ANTHROPIC_AUTH_TOKEN")):
         print("prmedic agents sync: ANTHROPIC_API_KEY is not set — set it to an API key of the Anthropic "
@@ -96,7 +123,7 @@ def cmd_agents_sync(args: argparse.Namespace) -> int:
 
         if not isinstance(exc, anthropic.AnthropicError):
             raise
-        print(f"prmedic agents sync: failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        print(f"prmedic agents sync: failed: {describe(exc)}", file=sys.stderr)
         return 1
     for result in results.results:
         print(result.line())
