@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import shutil
 import subprocess
@@ -22,7 +23,9 @@ from app.agents.definitions import (
 from app.agents.sync import agent_body, body_hash, ensure_synced, forget_synced, sync_definitions
 from app.cli import main
 from app.store import open_store
-from app.tools.schemas import TOOL_INPUTS
+from app.tools import CUSTOM_TOOLS as TOOL_TABLE
+from app.tools import default_registry, handler_of, unhandled
+from app.tools.schemas import TOOL_INPUTS, CustomTool, ReplyInput
 
 try:
     from sims.managed_agents_fixtures import managed_agents, managed_agents_env  # noqa: F401
@@ -108,7 +111,7 @@ def test_custom_tool_schemas_come_from_the_pydantic_models():
     ("coordinator.md", "callable_agents: [reviewer, tester]", "callable_agents: [reviewer, fixer]",
      "agents/coordinator.md: field 'callable_agents': no agent named 'fixer'"),
     ("coordinator.md", "custom_tools: [report_progress,", "custom_tools: [report_progres,",
-     "agents/coordinator.md: field 'custom_tools.0'"),
+     "agents/coordinator.md: field 'custom_tools': the app has no handler for the custom tool 'report_progres'"),
     ("reviewer.md", "tools:\n", "custom_tools: [reply]\ntools:\n",
      "agents/reviewer.md: field 'custom_tools': only the coordinator holds custom tools"),
     ("reviewer.md", "description: >-", "description: [unclosed", "agents/reviewer.md: the front matter is not valid YAML"),
@@ -137,6 +140,33 @@ def test_no_default_environment_is_an_error(defs_copy):
     agents, envs = defs_copy
     (envs / "default.yml").unlink()
     assert any("no 'default.yml'" in p for p in problems_of(agents, envs))
+
+
+def test_every_tool_of_the_shipped_definitions_has_a_handler():
+    for agent in load_definitions().agents.values():
+        assert unhandled(agent.custom_tools) == {}, agent.source
+        for name in agent.custom_tools:
+            assert inspect.iscoroutinefunction(handler_of(name))
+    assert set(default_registry().names()) == set(TOOL_TABLE) >= set(load_definitions().coordinator.custom_tools)
+
+
+def test_agents_check_fails_naming_the_file_and_a_tool_without_a_handler(defs_copy, capsys):
+    agents, envs = defs_copy
+    edit(agents / "coordinator.md", "read_ci_log, reply]", "read_ci_log, reply, merge_pull_request]")
+    code = main(["agents", "check", "--agents-dir", str(agents), "--environments-dir", str(envs)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert ("agents/coordinator.md: field 'custom_tools': the app has no handler for the custom tool "
+            "'merge_pull_request'") in err
+
+
+def test_a_tool_of_the_contract_whose_handler_is_gone_fails_the_check(defs_copy, monkeypatch):
+    agents, envs = defs_copy
+    monkeypatch.setitem(TOOL_TABLE, "label", CustomTool("label", ReplyInput, "Label the PR.", "app.tools:nowhere"))
+    edit(agents / "coordinator.md", "read_ci_log, reply]", "read_ci_log, reply, label]")
+    (problem,) = problems_of(agents, envs)
+    assert problem.startswith("agents/coordinator.md: field 'custom_tools': the handler of 'label' (app.tools:nowhere) "
+                              "cannot be loaded")
 
 
 # -- choosing and rendering ------------------------------------------------------------------

@@ -52,6 +52,23 @@ def test_anchors_are_checked_like_github_does():
     assert "not changed by this pull request" in placement_problem(comment(path="nope.py"), files)
 
 
+def test_a_range_may_start_on_the_other_side_as_github_allows():
+    files = {"src/app.py": change()}
+    # old line 10 (deleted) into new line 10 (its replacement): one range, in diff order
+    assert placement_problem(comment(start_line=10, start_side="LEFT", line=10), files) is None
+    assert placement_problem(comment(start_line=9, start_side="LEFT", line=10), files) is None
+    assert "must start before it ends" in placement_problem(
+        comment(start_line=10, start_side="RIGHT", line=10, side="LEFT"), files)
+    assert "must start before it ends" in placement_problem(comment(start_line=11, start_side="LEFT", line=10), files)
+    assert "more than one hunk" in placement_problem(comment(start_line=8, start_side="LEFT", line=41), files)
+    assert "start line 30 (LEFT) is outside the diff" in placement_problem(
+        comment(start_line=30, start_side="LEFT", line=41), files)
+    assert "deleted lines" in placement_problem(comment(start_line=10, start_side="LEFT", line=10, suggestion="x"),
+                                                files)
+    # start_side equal to side is the ordinary range
+    assert placement_problem(comment(start_line=8, start_side="RIGHT", line=13, suggestion="x"), files) is None
+
+
 def test_a_fingerprint_follows_the_code_not_the_line_number():
     moved = change(patch=PATCH.replace("-8,6 +8,6", "-18,6 +18,6"))
     same = fingerprint(comment(), change())

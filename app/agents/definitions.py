@@ -38,46 +38,16 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from app.tools.schemas import TOOL_INPUTS
+from app.tools.catalog import unhandled
+from app.tools.schemas import CUSTOM_TOOLS
 
 BuiltinTool = Literal["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"]
 BUILTIN_TOOLS: tuple[str, ...] = typing.get_args(BuiltinTool)
 PermissionPolicy = Literal["always_allow", "always_ask", "auto"]
-CustomToolName = Literal["report_progress", "publish_review", "propose_fix", "read_ci_log", "reply"]
 PACKAGE_MANAGERS = ("apt", "cargo", "gem", "go", "npm", "pip")
 MAX_SYSTEM_CHARS = 100_000
 MAX_EXTRA_INSTRUCTIONS_CHARS = 20_000
 DEFAULT_ENVIRONMENT = "default"
-
-# What the agent reads about each custom tool (the input schema adds the per-field descriptions).
-CUSTOM_TOOL_DESCRIPTIONS: dict[str, str] = {
-    "report_progress": (
-        "Update the pull request's check run with what you are doing. Call it when you have a plan, at real "
-        "milestones (e.g. 'tests reproduced the failure'), and at the end; not for every step. It posts no comment "
-        "on the pull request."
-    ),
-    "publish_review": (
-        "Publish the one review of this run: a short Markdown summary plus inline comments, each anchored on a line "
-        "of the pull request's diff with a severity. Call it at most once per job, after you have checked every "
-        "finding. Comments on lines outside the diff are folded into the summary. The answer gives the review's URL "
-        "and what was folded; an error says what to fix before calling again."
-    ),
-    "propose_fix": (
-        "Propose a fix as one unified diff (the output of `git diff` run at the repository root in the container, "
-        "paths relative to that root). The app checks the paths and size, applies it to the pull request's head "
-        "commit, and opens a fix pull request (or pushes, if the repository's config says so). The answer is the "
-        "URL, or the reason it was refused (e.g. a hunk does not apply) so you can correct it."
-    ),
-    "read_ci_log": (
-        "Read a slice of a failing CI job's log, by the job id or check run id named in the task message (exactly "
-        "one of the two). Page through long logs with start_line and max_lines; start near the end, where failures "
-        "usually are, if the task message does not point elsewhere."
-    ),
-    "reply": (
-        "Post (or update) the bot's answer comment on the pull request, in Markdown. Use it to answer a slash-command "
-        "or a question addressed to the bot; reviews go through publish_review instead."
-    ),
-}
 
 # GitHub's repository `language` → environment (matched case-insensitively).
 LANGUAGE_ENVIRONMENTS: dict[str, str] = {
@@ -136,7 +106,7 @@ class AgentFrontMatter(_Strict):
     speed: Literal["standard", "fast"] | None = None
     tools: dict[BuiltinTool, ToolSettings] = Field(default_factory=dict)
     callable_agents: list[str] = Field(default_factory=list, max_length=20)
-    custom_tools: list[CustomToolName] = Field(default_factory=list)
+    custom_tools: list[str] = Field(default_factory=list)  # each must be in app.tools.schemas.CUSTOM_TOOLS
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -299,9 +269,17 @@ class Definitions:
 
 def custom_tool_param(name: str) -> dict[str, Any]:
     """The `tools[]` entry of one custom tool; its input schema is the pydantic model's JSON schema."""
-    schema = TOOL_INPUTS[name].model_json_schema()
-    schema.pop("title", None)
-    return {"type": "custom", "name": name, "description": CUSTOM_TOOL_DESCRIPTIONS[name], "input_schema": schema}
+    return CUSTOM_TOOLS[name].param()
+
+
+def custom_tool_problems(source: str, names: Iterable[str]) -> list[str]:
+    """One problem per custom tool the app has no handler for: an agent must not be offered it."""
+    names = list(names)
+    problems = [f"{source}: field 'custom_tools': {why} (an agent may be offered only tools the app runs: "
+                f"{', '.join(CUSTOM_TOOLS)})" for why in unhandled(names).values()]
+    problems += [f"{source}: field 'custom_tools': {name!r} is listed twice" for name in sorted(set(names))
+                 if names.count(name) > 1]
+    return problems
 
 
 # -- locating and loading -------------------------------------------------------------------
@@ -357,6 +335,7 @@ def parse_agent(source: str, text: str, stem: str) -> tuple[AgentDefinition | No
     except ValidationError as exc:
         return None, _describe(source, exc)
     system = match.group(2).strip()
+    problems += custom_tool_problems(source, front.custom_tools)
     if front.name != stem:
         problems.append(f"{source}: field 'name': {front.name!r} must match the file name ({stem!r})")
     if not system:

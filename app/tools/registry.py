@@ -3,6 +3,8 @@
 The session runner hands every `agent.custom_tool_use` to `ToolRegistry.call`, which validates
 the input and runs the handler. The answer is always a short text plus an `is_error` flag:
 
+- keys the tool's input model does not know (GitHub's own field names, mostly) are dropped
+  before validation and listed after the answer as ignored, with their path;
 - invalid input → `is_error` with every problem as `field.path: what was expected (got …)`, so
   the agent can correct the call;
 - unknown tool → `is_error` naming the tools that exist;
@@ -31,6 +33,7 @@ from gidgethub import BadRequest
 from app.errors import PermanentError, is_transient
 from app.logs import redact
 from app.store import Job, Store, StoreUnavailable
+from app.tools.schemas import split_unknown
 
 log = logging.getLogger("prmedic.tools")
 
@@ -129,19 +132,21 @@ class ToolRegistry:
     def definitions(self) -> list[dict[str, Any]]:
         return [self._tools[n].definition() for n in self.names()]
 
-    def validate(self, name: str, raw: Any) -> pydantic.BaseModel | ToolAnswer:
+    def validate(self, name: str, raw: Any) -> tuple[pydantic.BaseModel | ToolAnswer, list[str]]:
+        """The checked input (or the refusal naming every field at fault) and the ignored keys."""
         tool = self._tools.get(name)
         if tool is None:
-            return ToolAnswer(f"Unknown tool {name!r}. The tools of this app are: {', '.join(self.names())}.", True)
+            return ToolAnswer(f"Unknown tool {name!r}. The tools of this app are: {', '.join(self.names())}.", True), []
+        known, ignored = split_unknown(tool.input_model, raw if raw is not None else {}, name)
         try:
-            return tool.input_model.model_validate(raw if raw is not None else {})
+            return tool.input_model.model_validate(known), ignored
         except pydantic.ValidationError as exc:
-            return ToolAnswer(describe_validation_error(name, exc), True)
+            return ToolAnswer(describe_validation_error(name, exc), True), ignored
 
     async def call(self, ctx: ToolContext, name: str, raw: Any) -> ToolAnswer:
-        checked = self.validate(name, raw)
+        checked, ignored = self.validate(name, raw)
         if isinstance(checked, ToolAnswer):
-            return checked
+            return _with_ignored(checked, ignored)
         handler = self._tools[name].handler
         try:
             text = await handler(ctx, checked)
@@ -150,10 +155,10 @@ class ToolRegistry:
         except StoreUnavailable:
             raise
         except (ToolError, PermanentError) as exc:
-            return ToolAnswer(_clip(redact(str(exc)) or f"{name} was refused."), True)
+            return _with_ignored(ToolAnswer(redact(str(exc)) or f"{name} was refused.", True), ignored)
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the agent as an answer
-            return self._failure(name, exc)
-        return ToolAnswer(_clip(text or "OK"), False)
+            return _with_ignored(self._failure(name, exc), ignored)
+        return _with_ignored(ToolAnswer(text or "OK", False), ignored)
 
     @staticmethod
     def _failure(name: str, exc: Exception) -> ToolAnswer:
@@ -167,6 +172,14 @@ class ToolRegistry:
             return ToolAnswer(_clip(f"GitHub refused the request made for {name}: {redact(str(exc))}"), True)
         log.exception("tool %s raised", name, exc_info=exc)
         return ToolAnswer(f"{name} failed with an internal error in the app; it was logged. Do not retry it.", True)
+
+
+def _with_ignored(answer: ToolAnswer, ignored: list[str]) -> ToolAnswer:
+    """The answer, clipped, followed by the keys that were not part of the call."""
+    text = answer.text
+    if ignored:
+        text += "\n\n" + "\n".join(f"ignored: {line}" for line in ignored)
+    return ToolAnswer(_clip(text), answer.is_error)
 
 
 def _clip(text: str) -> str:
