@@ -113,7 +113,9 @@ async def learn_app_slug(svc: Services) -> None:
     try:
         app_info = await svc.github.app_client().getitem("/app")
     except Exception as exc:  # noqa: BLE001 - a best effort; `prmedic doctor` reports it properly
-        log.warning("could not read the App's slug from GitHub (%s); set PRMEDIC_APP_SLUG", exc)
+        from app.errors import describe
+
+        log.warning("could not read the App's slug from GitHub (%s); set PRMEDIC_APP_SLUG", describe(exc))
         return
     await svc.store.set_meta("app_slug", app_info["slug"])
     svc.bot_login = f"{app_info['slug']}[bot]"
@@ -140,11 +142,12 @@ async def serve(settings: Settings, *, with_worker: bool = True, pipelines: Mapp
         try:
             await _wait_for_signal()
         finally:
+            # The worker first: it stops claiming and gives its jobs back for the next process at once.
             log.info("shutting down")
-            await runner.cleanup()
             if worker_task is not None:
                 await worker.stop()
                 await worker_task
+            await runner.cleanup()
 
 
 async def work(settings: Settings, *, pipelines: Mapping[str, Pipeline] | None = None) -> None:

@@ -2,8 +2,10 @@
 
 A job is leased, not taken: while it runs, its lease is renewed; if the worker dies, the
 lease expires and another worker (or this one, restarted) takes the job up again. A newer
-job with the same supersede key, or a cancel request, stops a running job at its next
-lease renewal.
+job with the same supersede key, or a cancel request, stops a running job: at once when it
+was recorded through this process's store, else at the worker's next poll. A worker that is
+stopped (SIGTERM) gives its jobs back without spending their attempts, and leaves their
+agent sessions running for the next worker to resume.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from app.errors import describe, is_transient
@@ -30,8 +32,11 @@ MAX_RETRY_DELAY = 15 * 60
 
 
 def retry_backoff(attempt: int, base: float) -> float:
-    """Seconds to wait before attempt `attempt + 1`: base·2^(attempt-1), jittered, capped."""
-    return min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY) * random.uniform(0.75, 1.0)
+    """Seconds to wait before attempt `attempt + 1`: base·2^(attempt-1), capped at 15 min, with
+    "equal jitter" (between half and all of it), so that jobs failed by one outage come back spread
+    out and never within seconds of each other."""
+    delay = min(base * 2 ** max(attempt - 1, 0), MAX_RETRY_DELAY)
+    return random.uniform(delay / 2, delay)
 
 
 def _process_alive(pid: int) -> bool:
@@ -69,26 +74,36 @@ class Worker:
         self.bot_login = bot_login
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[int, asyncio.Task[None]] = {}
+        self._work: dict[int, asyncio.Task[Any]] = {}  # job id → its pipeline
+        self._stops: dict[int, JobState] = {}  # job id → why its pipeline was cancelled
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
         log.info("worker %s started (concurrency %d)", self.owner, self.concurrency)
-        await self.reclaim_dead_leases()
-        while not self._stopping.is_set():
-            free = self.concurrency - len(self.running)
-            jobs: list[Job] = []
-            if free > 0:
-                self.store.jobs_recorded.clear()
-                try:
-                    jobs = await self.store.claim_jobs(self.owner, free, self.lease_seconds)
-                except StoreUnavailable as exc:
-                    log.error("cannot claim jobs: %s", exc)
-            for job in jobs:
-                self._start(job)
-            if jobs and len(jobs) == free:
-                await self._wait_for_slot()
-            elif not jobs:
-                await self._wait_for_work()
+        unsubscribe = self.store.on_jobs_stopped(self._on_jobs_stopped)
+        try:
+            await self.reclaim_dead_leases()
+            while not self._stopping.is_set():
+                await self._check_running()
+                free = self.concurrency - len(self.running)
+                jobs: list[Job] = []
+                if free > 0:
+                    self.store.jobs_recorded.clear()
+                    try:
+                        jobs = await self.store.claim_jobs(self.owner, free, self.lease_seconds)
+                    except StoreUnavailable as exc:
+                        log.error("cannot claim jobs: %s", exc)
+                if self._stopping.is_set():
+                    await self._release(job.id for job in jobs)
+                    break
+                for job in jobs:
+                    self._start(job)
+                if jobs and len(jobs) == free:
+                    await self._wait_for_slot()
+                elif not jobs:
+                    await self._wait_for_work()
+        finally:
+            unsubscribe()
         log.info("worker %s stopping", self.owner)
 
     def _start(self, job: Job) -> None:
@@ -127,27 +142,70 @@ class Worker:
                 waiter.cancel()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming; give running jobs `grace` seconds, then cancel them (their leases expire)."""
+        """Stop claiming and give the running jobs back (a deploy, `docker stop`): their pipelines are
+        cancelled at once (a tool call under way finishes first, for up to `grace` seconds), their
+        agent sessions are left running, and their leases are released without spending an attempt,
+        so the next worker takes them up at once and resumes the sessions."""
         self._stopping.set()
-        if self.running:
-            done, pending = await asyncio.wait(list(self.running.values()), timeout=grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        tasks = dict(self.running)
+        for task in tasks.values():
+            task.cancel()
+        if tasks:
+            await asyncio.wait(list(tasks.values()), timeout=grace)
+        await self._release(tasks)
+        if tasks:
+            log.info("worker %s: gave back %d running job(s) for the next worker", self.owner, len(tasks))
+
+    async def _release(self, job_ids: Iterable[int]) -> None:
+        for job_id in job_ids:
+            try:
+                await self.store.release_job(job_id, self.owner)
+            except StoreUnavailable as exc:
+                log.warning("job %d: cannot give it back (its lease will expire instead): %s", job_id, exc)
 
     async def run_until_idle(self, timeout: float = 30.0) -> None:
         """Run until nothing is runnable and nothing runs (for tests and one-shot use)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            free = self.concurrency - len(self.running)
-            jobs = await self.store.claim_jobs(self.owner, free, self.lease_seconds) if free > 0 else []
-            for job in jobs:
-                self._start(job)
-            if not jobs and not self.running:
-                return
-            if self.running:
-                await asyncio.wait(list(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
+        unsubscribe = self.store.on_jobs_stopped(self._on_jobs_stopped)
+        try:
+            while time.monotonic() < deadline:
+                free = self.concurrency - len(self.running)
+                jobs = await self.store.claim_jobs(self.owner, free, self.lease_seconds) if free > 0 else []
+                for job in jobs:
+                    self._start(job)
+                if not jobs and not self.running:
+                    return
+                if self.running:
+                    await asyncio.wait(list(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            unsubscribe()
         raise TimeoutError("jobs still running")
+
+    # -- stopping a job that was superseded or cancelled ----------------------------
+    def _on_jobs_stopped(self, stopped: Mapping[int, JobState]) -> None:
+        for job_id, state in stopped.items():
+            self._stop_job(job_id, state)
+
+    def _stop_job(self, job_id: int, state: JobState) -> None:
+        work = self._work.get(job_id)
+        if work is None or work.done() or job_id in self._stops:
+            return
+        log.info("job %d: %s while running; stopping it", job_id, state.value)
+        self._stops[job_id] = state
+        work.cancel()
+
+    async def _check_running(self) -> None:
+        """Stop the jobs superseded or cancelled through another process (one cheap read per poll)."""
+        if not self._work:
+            return
+        try:
+            states = await self.store.held_states(list(self._work), self.owner)
+        except StoreUnavailable as exc:
+            log.warning("cannot check the running jobs: %s", exc)
+            return
+        for job_id, state in states.items():
+            if state is not JobState.running:
+                self._stop_job(job_id, state or JobState.cancelled)
 
     # -- one job --------------------------------------------------------------
     async def _run_job(self, job: Job) -> None:
@@ -179,13 +237,14 @@ class Worker:
         log.info("job %d: %s %s#%s attempt %d/%d", job.id, job.kind.value, job.repo, job.pr_number,
                  job.attempts, job.max_attempts)
         work = asyncio.create_task(pipeline(self.context_factory(job)))
+        self._work[job.id] = work
         heartbeat = asyncio.create_task(self._heartbeat(job, work))
         try:
             result = await work
         except asyncio.CancelledError:
-            stop = heartbeat.result() if heartbeat.done() and not heartbeat.cancelled() else None
+            stop = self._stops.get(job.id)
             if stop is None:
-                raise  # the worker itself is shutting down: the lease will expire
+                raise  # the worker itself is stopping: `stop` gives the job back
             log.info("job %d: stopped (%s)", job.id, stop.value)
             self.metrics.jobs_finished.labels(job.kind.value, stop.value).inc()
             return stop.value
@@ -193,10 +252,12 @@ class Worker:
             return await self._failed(job, exc)
         finally:
             heartbeat.cancel()
+            self._work.pop(job.id, None)
+            self._stops.pop(job.id, None)
         await self._finish(job, JobState.done, result=result or {})
         return "done"
 
-    async def _heartbeat(self, job: Job, work: asyncio.Task[Any]) -> JobState | None:
+    async def _heartbeat(self, job: Job, work: asyncio.Task[Any]) -> None:
         """Renew the lease until the work ends; stop the work if the job was superseded or cancelled."""
         interval = max(self.lease_seconds / 3, 0.5)
         while not work.done():
@@ -207,15 +268,16 @@ class Worker:
                 log.warning("job %d: cannot renew lease: %s", job.id, exc)
                 continue
             if state is not JobState.running:
-                final = state or JobState.cancelled
-                log.info("job %d: %s while running; stopping it", job.id, final.value if state else "lease lost")
-                work.cancel()
-                return final
-        return None
+                if state is None:
+                    log.info("job %d: lease lost", job.id)
+                self._stop_job(job.id, state or JobState.cancelled)
+                return
 
     async def _failed(self, job: Job, exc: Exception) -> str:
+        from app.pipelines.common import close_abandoned_check_run, will_retry
+
         error = describe(exc)
-        if is_transient(exc) and job.attempts < job.max_attempts:
+        if will_retry(job, exc):
             delay = retry_backoff(job.attempts, self.retry_base_seconds)
             log.warning("job %d: transient failure (%s); retry %d in %.0fs", job.id, error, job.attempts + 1, delay)
             await self.store.retry_job(job.id, self.owner, error, time.time() + delay)
@@ -223,6 +285,12 @@ class Worker:
         if is_transient(exc):
             error = f"gave up after {job.attempts} attempts: {error}"
         log.error("job %d failed: %s", job.id, error, exc_info=not is_transient(exc))
+        # The check run the job opened is completed before the job is marked failed, so nothing the
+        # job started stays `in_progress`; bounded, so the lease (no longer renewed) still holds.
+        try:
+            await asyncio.wait_for(close_abandoned_check_run(self.context_factory(job), exc), self.lease_seconds / 2)
+        except asyncio.TimeoutError:
+            log.warning("job %d: completing its check run took too long; left to a re-run", job.id)
         await self._finish(job, JobState.failed, error=error)
         return "failed"
 

@@ -426,6 +426,7 @@ async def test_ci_results_on_prmedics_own_commits_are_routed_but_its_check_runs_
     on_fix_branch = example("check_run", "completed", index=2)
     on_fix_branch["check_run"]["check_suite"]["head_branch"] = "prmedic/fix/2-abcdef0"
     on_fix_branch["sender"] = {"login": "prmedic[bot]", "type": "Bot", "id": 1}
+    on_fix_branch["installation"] = {"id": 1, "node_id": "MDIz"}
     assert (await deliver("check_run", on_fix_branch)).status == 202
     own = example("check_run", "completed")
     own["check_run"]["app"]["id"] = 12345

@@ -245,8 +245,10 @@ async def test_a_3000_file_pull_request_gets_a_brief_within_budget_naming_every_
     assert missing == []
     assert state.count("GET", r"/pulls/\d+/files$") == 30
     (check,) = review_check_runs(state, pr.head)
-    assert check.conclusion == "success" and "3,000" not in check.output["title"]
-    assert "Nothing needs attention." in check.output["summary"]
+    # the agents ended without publish_review: not a "no findings" success
+    assert check.conclusion == "neutral" and "3,000" not in check.output["title"]
+    assert check.output["title"] == "The agents ended without publishing a review"
+    assert "> Nothing needs attention." in check.output["summary"]
 
 
 async def test_github_answering_422_to_the_review_falls_back_to_the_comments_it_accepts(app_stack, git_repo):

@@ -488,10 +488,12 @@ async def test_restart_while_a_handler_ran_does_not_run_it_again(managed_agents,
     agent = await make_agent(first_client)
     job = await make_job(store)
     runs = []
+    handlers: list[asyncio.Task] = []
     blocked = asyncio.Event()
 
     async def slow_progress(ctx, args):
         runs.append(args.message)
+        handlers.append(asyncio.current_task())
         blocked.set()
         await asyncio.sleep(60)
         return "never"
@@ -505,6 +507,7 @@ async def test_restart_while_a_handler_ran_does_not_run_it_again(managed_agents,
                                          token_provider=static_token()))
     await asyncio.wait_for(blocked.wait(), 5)
     task.cancel()
+    handlers[0].cancel()  # the process dies: the handler ends with it
     with pytest.raises(asyncio.CancelledError):
         await task
     second = runtime(managed_agents, store, client=managed_agents.new_client(), tools=registry)
@@ -513,6 +516,76 @@ async def test_restart_while_a_handler_ran_does_not_run_it_again(managed_agents,
     assert runs == ["x"] and outcome.resumed
     (result,) = sim.session(outcome.session_id).tool_results
     assert result.is_error and "whether it took effect is unknown" in result.text
+
+
+async def test_a_tool_call_under_way_when_the_worker_stops_finishes_and_the_next_worker_re_sends_its_result(
+    managed_agents, store
+):
+    sim = managed_agents.sim
+    first_client = managed_agents.new_client()
+    agent = await make_agent(first_client)
+    job = await make_job(store)
+    runs = []
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_progress(ctx, args):
+        runs.append(args.message)
+        started.set()
+        await release.wait()
+        return "progress noted"
+
+    registry = ToolRegistry()
+    registry.register("report_progress", ReportProgressInput, slow_progress)
+    sim.default_script = Script(model_request(), custom_tool_use("report_progress", {"message": "x"}),
+                                agent_message("after"), stop_end_turn())
+    first = runtime(managed_agents, store, client=first_client, tools=registry)
+    task = asyncio.create_task(first.run(spec_for(job, agent), ToolContext(job=job, store=store),
+                                         token_provider=static_token()))
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()  # the worker stops (SIGTERM): the job is still running in the store
+    await asyncio.sleep(0.05)
+    assert not task.done()  # the handler under way is let finish
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (call,) = await store.list_tool_calls(sim.session().id)
+    assert (call.state, call.result) == ("answered", "progress noted")
+    assert not sim.interrupts
+
+    second = runtime(managed_agents, store, client=managed_agents.new_client(), tools=registry)
+    outcome = await asyncio.wait_for(second.run(spec_for(job, agent), ToolContext(job=job, store=store),
+                                                token_provider=static_token()), 10)
+    assert runs == ["x"] and outcome.resumed
+    (result,) = sim.session(outcome.session_id).tool_results
+    assert not result.is_error and result.text == "progress noted"
+
+
+async def test_a_tool_call_of_a_job_superseded_by_another_process_is_refused_not_run(managed_agents, store, settings):
+    from app.store import open_store
+
+    sim = managed_agents.sim
+    agent = await make_agent(managed_agents.client)
+    job = await make_job(store)
+    counter = Counter()
+    sim.default_script = Script(model_request(), pause(0.2), custom_tool_use("publish_review", {
+        "summary": "Old head.", "event": "COMMENT", "comments": []}), agent_message("done"), stop_end_turn())
+    heard: list[dict] = []
+    store.on_jobs_stopped(lambda jobs: heard.append(dict(jobs)))
+    rt = runtime(managed_agents, store, tools=counter.registry(progress=False))
+    task = asyncio.create_task(rt.run(spec_for(job, agent), ToolContext(job=job, store=store),
+                                      token_provider=static_token()))
+    await sim.wait_until(lambda: sim.sessions and sim.session().status == "running")
+    other = open_store(settings.database_url)  # a newer push recorded by another process
+    await other.open()
+    try:
+        assert await other.request_cancel(job.id, JobState.superseded)
+    finally:
+        await other.close()
+    await asyncio.wait_for(task, 10)
+    assert counter.calls == {}
+    (result,) = sim.session().tool_results
+    assert result.is_error and "Refused" in result.text and "superseded" in result.text
+    assert heard == [{job.id: JobState.superseded}]  # the worker of this process is told at once
 
 
 # --------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ import asyncio
 import datetime as dt
 import logging
 import random
+import re
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,6 +19,7 @@ import http
 from gidgethub import GitHubBroken, HTTPException, RateLimitExceeded, apps
 from gidgethub import aiohttp as gh_aiohttp
 
+from app.errors import network_problem
 from app.metrics import Metrics
 
 log = logging.getLogger("prmedic.github")
@@ -79,7 +82,8 @@ class GitHubClient(gh_aiohttp.GitHubAPI):
         self.waited = 0.0
 
     # A POST that may have reached GitHub (timeout, dropped answer, 5xx) is not repeated here:
-    # creating twice is worse than failing once. Rate limits and refused connections are safe.
+    # creating twice is worse than failing once. Rate limits and refused connections are safe, and so
+    # is minting an installation token (`safe_to_repeat`).
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
@@ -90,11 +94,14 @@ class GitHubClient(gh_aiohttp.GitHubAPI):
                 return await super()._request(method, url, headers, body)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as exc:
                 delay = min(2 ** (attempt - 1), 10)
-                maybe_done = method == "POST" and not isinstance(exc, aiohttp.ClientConnectorError)
+                maybe_done = not safe_to_repeat(method, url) and not isinstance(exc, aiohttp.ClientConnectorError)
                 if maybe_done or attempt >= self.max_attempts or self.waited + delay > self.max_retry_wait:
-                    raise GitHubBroken(http.HTTPStatus.SERVICE_UNAVAILABLE, f"cannot reach GitHub: {exc!r}") from exc
+                    problem = network_problem(exc, urllib.parse.urlsplit(url).hostname)
+                    raise GitHubBroken(http.HTTPStatus.SERVICE_UNAVAILABLE,
+                                       str(problem) if problem else f"cannot reach GitHub: {exc}") from exc
                 self._count("connection_error")
-                log.warning("GitHub %s %s: connection failed (%s); retrying in %.1fs", method, _path(url), exc, delay)
+                log.warning("GitHub %s %s: connection failed (%s); retrying in %.1fs", method, _path(url),
+                            network_problem(exc) or exc, delay)
                 self.waited += delay
                 await self.sleep(delay)
 
@@ -105,7 +112,7 @@ class GitHubClient(gh_aiohttp.GitHubAPI):
         if decision is None:
             return False
         reason, delay = decision
-        if reason == "server_error" and method == "POST":
+        if reason == "server_error" and not safe_to_repeat(method, url):
             # GitHub often answers 502 after it has created the review, PR or comment: a blind
             # retry would post it twice. The job's own retry re-runs the idempotent pipeline instead.
             return False
@@ -127,6 +134,15 @@ class GitHubClient(gh_aiohttp.GitHubAPI):
 
 def _path(url: str) -> str:
     return url.split("?", 1)[0]
+
+
+# POSTs without an effect worth guarding: a second token is as good as the first.
+_REPEATABLE_POSTS = re.compile(r"/app/installations/\d+/access_tokens$")
+
+
+def safe_to_repeat(method: str, url: str) -> bool:
+    """Whether a request that may have reached GitHub can be sent again (all but effectful POSTs)."""
+    return method.upper() != "POST" or _REPEATABLE_POSTS.search(_path(url)) is not None
 
 
 def _parse_expiry(value: str) -> dt.datetime:
@@ -161,7 +177,8 @@ class GitHubApp:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10))
+            # trust_env: HTTPS_PROXY / NO_PROXY apply, as they do for the anthropic SDK.
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=10), trust_env=True)
         return self._session
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ that commit with the new logs. Attempts are counted per PR head ("root"), across
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,17 +21,20 @@ from pydantic import BaseModel
 from app.logs import redact
 from app.pipelines import JobContext
 from app.pipelines.ci_logs import CiLogs, FailingCheck, gather_failures, read_ci_log
-from app.pipelines.common import CHECK_NAMES, PipelineRun, cost_and_duration, finish_check, prepare, run_agents
+from app.pipelines.common import (CHECK_NAMES, PipelineRun, cost_and_duration, finish_check, give_up_reason,
+                                  open_check_run, prepare, run_agents, will_retry)
 from app.pipelines.fix_brief import FixBrief, build_fix_task
 from app.pipelines.diff import fetch_pull_files
 from app.pipelines.fix_delivery import (
-    HeadMoved, Snapshot, create_commit, fast_forward, fence, load_snapshot, open_fix_pr, post_suggestions,
+    HeadMoved, Snapshot, create_commit, fast_forward, fence, load_snapshot, no_fix_comment, open_fix_pr,
+    post_suggestions,
     put_fix_branch, read_blobs, suggestion_comments, upsert_comment,
 )
 from app.pipelines.patches import PatchError, apply_patch, check_patch, parse_patch, summarize
 from app.routing.fixes import fix_branch_name, fix_branch_pr
+from app.sessions import SessionOutcome
 from app.store import FixProposal
-from app.tools import ToolContext, ToolError, default_registry, start_check_run
+from app.tools import ToolContext, ToolError, default_registry
 from app.tools.schemas import ProposeFixInput, ReadCiLogInput
 
 log = logging.getLogger("prmedic.pipeline.fix")
@@ -139,6 +143,11 @@ async def _find_pr(gh: Any, req: FixRequest, previous: FixProposal | None) -> di
     if not numbers:
         numbers = [pr["number"] async for pr in gh.getiter(f"/repos/{req.repo}/commits/{req.head_sha}/pulls")
                    if pr.get("state") == "open" and pr["head"]["sha"] == req.head_sha]
+    if not numbers:
+        # A fork's commit lists no pull request on the base repository (and the event's
+        # `pull_requests` is empty for forks): find the open pull request whose head it is.
+        numbers = [pr["number"] async for pr in gh.getiter(f"/repos/{req.repo}/pulls?state=open&per_page=100")
+                   if pr["head"]["sha"] == req.head_sha]
     for number in numbers:
         pr = await gh.getitem(f"/repos/{req.repo}/pulls/{number}")
         if pr.get("state") == "open" and fix_branch_pr(pr["head"]["ref"]) is None:
@@ -191,10 +200,8 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
         fix_branch=previous.branch if follows_fix_branch else None, attempt=attempt,
         max_attempts=cfg.max_attempts, allow_workflows=cfg.allow_workflow_changes,
         max_patch_bytes=cfg.max_patch_bytes, job_id=run.job.id)
-    run.check_run_id = await start_check_run(
-        run.gh, req.repo, req.head_sha, CHECK_NAMES["fix"], title="Reproducing the failure",
-        summary=f"prmedic is reproducing and fixing {len(checks)} failing check(s).",
-        external_id=f"prmedic-job-{run.job.id}")
+    await open_check_run(run, CHECK_NAMES["fix"], req.head_sha, title="Reproducing the failure",
+                         summary=f"prmedic is reproducing and fixing {len(checks)} failing check(s).")
     task = build_fix_task(FixBrief(
         repo=req.repo, pr_number=pr["number"], pr_title=pr.get("title") or "", pr_body=pr.get("body") or "",
         pr_author=(pr.get("user") or {}).get("login"), head_ref=target.head_ref, base_ref=target.base_ref,
@@ -204,37 +211,66 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
     tools = default_registry()
     tools.register("propose_fix", ProposeFixInput, propose_fix)
     tools.register("read_ci_log", ReadCiLogInput, read_ci_log)
-    outcome = None
     try:
         outcome = await run_agents(
             run, task=task, tools=tools, budget_usd=run.config.budget.fix_usd, head_sha=req.head_sha,
             pr_number=pr["number"], title=f"prmedic fix {req.repo}#{pr['number']} @ {req.head_sha[:7]}",
-            services={"fix": target, "ci_logs": CiLogs(req.repo, checks)})
-    finally:
-        await _finish(run, target, outcome)
+            services={"fix": target, "ci_logs": CiLogs(req.repo, checks)},
+            repo_language=(run.job.payload.get("repository") or {}).get("language"))
+    except asyncio.CancelledError:
+        await _finish(run, target, None, stopped=True)
+        raise
+    except Exception as exc:
+        if not will_retry(run.job, exc):  # else the retry takes the check run up again
+            await _finish(run, target, None, error=exc)
+        raise
+    await _finish(run, target, outcome)
     result: dict[str, Any] = {"attempt": attempt, "delivery": delivery, **(outcome.as_result() if outcome else {})}
     if target.delivered is not None:
         result.update(fix_url=target.delivered.url, fix_sha=target.delivered.fix_sha, proposal=target.delivered.id)
     else:
-        result["no_fix"] = (outcome.final_message if outcome else None) or "the agents proposed no fix"
+        result["no_fix"] = no_fix_reason(target, outcome)
     return result
 
 
-async def _finish(run: PipelineRun, target: FixTarget, outcome: Any) -> None:
+def no_fix_reason(target: FixTarget, outcome: SessionOutcome | None, error: BaseException | None = None) -> str:
+    """Why the session proposed no fix, in words for a check run title."""
+    if error is not None:
+        return give_up_reason(error)
+    if target.refusals:
+        lines = [line.strip() for line in target.refusals[-1].splitlines() if line.strip()] or ["refused"]
+        first = next((line[2:] for line in lines if line.startswith("- ")), lines[0])
+        return f"the agents' last patch was refused: {first[:120]}"
+    if outcome is not None and outcome.budget_reached:
+        return "the budget ran out before the agents proposed a patch"
+    return "the agents ended without proposing a patch"
+
+
+async def _finish(run: PipelineRun, target: FixTarget, outcome: SessionOutcome | None, *,
+                  error: BaseException | None = None, stopped: bool = False) -> None:
     footer = cost_and_duration(outcome, run)
+    why = comment = None
     if target.delivered is not None:
         title = f"Fix proposed: {target.delivered.url}"
         summary = f"prmedic proposed a fix (attempt {target.attempt} of {target.max_attempts}): " \
                   f"{target.delivered.url}\n\n{footer}"
-    elif outcome is None:
-        title, summary = "The fix session failed", f"The agent session ended with an error.\n\n{footer}"
+    elif stopped:
+        title, summary = "Stopped before a fix was proposed", f"The fix job was stopped.\n\n{footer}"
     else:
-        title = "No fix proposed"
-        summary = f"{redact(outcome.final_message or 'The agents did not propose a fix.')}\n\n{footer}"
+        why = no_fix_reason(target, outcome, error)
+        title = f"prmedic could not produce a fix: {why}"
+        comment = no_fix_comment(target, why, outcome.final_message if outcome else None)
+        summary = f"{comment}\n\n{footer}"
     try:
         await finish_check(run, "neutral", title, summary)
     except Exception as exc:  # noqa: BLE001 - the fix itself stands
         log.warning("could not complete the fix check run: %s", redact(str(exc)))
+    if why is not None:
+        try:
+            await upsert_comment(await run.github(), target.repo, target.pr_number, comment)
+        except Exception as exc:  # noqa: BLE001 - the check run says it too
+            log.warning("%s#%s: could not comment that no fix was produced: %s", target.repo, target.pr_number,
+                        redact(str(exc)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,6 +279,15 @@ async def _finish(run: PipelineRun, target: FixTarget, outcome: Any) -> None:
 
 
 async def propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
+    """Check the patch and deliver it; a refusal is remembered for the job's check run and comment."""
+    try:
+        return await _propose_fix(ctx, args)
+    except ToolError as exc:
+        ctx.services["fix"].refusals.append(redact(str(exc)))
+        raise
+
+
+async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
     t: FixTarget = ctx.services["fix"]
     if t.delivered is not None:
         return f"A fix was already delivered in this job: {t.delivered.url}. Nothing more to do."

@@ -9,6 +9,7 @@ from typing import Any
 
 from gidgethub import BadRequest
 
+from app.logs import redact
 from app.pipelines.diff import FileChange
 from app.pipelines.publish import fence_ticks
 from app.pipelines.patches import Change, FilePatch, TreeEntry
@@ -135,6 +136,19 @@ async def open_fix_pr(gh: Any, repo: str, *, branch: str, base: str, title: str,
     async for pr in gh.getiter(f"/repos/{repo}/pulls?state=open&head={owner}:{branch}&base={base}"):
         return pr
     raise ToolError(f"GitHub says a pull request from {branch} exists, but it cannot be found")
+
+
+def no_fix_comment(t: Any, why: str, final_message: str | None) -> str:
+    """The PR comment (and check run summary) of an attempt that produced no fix; `t` is its FixTarget."""
+    parts = [f"### prmedic could not fix the failing CI\n\nprmedic could not produce a fix: {why} (attempt "
+             f"{t.attempt} of {t.max_attempts} for {t.root_sha[:7]})."]
+    if t.refusals:
+        parts.append("Why prmedic refused the last patch:\n\n" + fence(t.refusals[-1][:3000]))
+    if final_message and final_message.strip():
+        parts.append("The agents' last message:\n\n> " + final_message.strip()[:2000].replace("\n", "\n> "))
+    parts.append("The next failing CI run on this pull request starts a new attempt." if t.attempt < t.max_attempts
+                 else f"No attempts are left for {t.root_sha[:7]} (`fix.max_attempts`); a new commit starts over.")
+    return redact("\n\n".join(parts)) + "\n"
 
 
 async def upsert_comment(gh: Any, repo: str, number: int, body: str, marker: str = FIX_MARKER) -> str:

@@ -84,6 +84,12 @@ class Published:
     below_threshold: int
     tests_run: list[TestRun]
     notes: list[str]
+    summary: str = ""
+
+    @property
+    def posted(self) -> bool:
+        """False for a clean first review: nothing was posted on the pull request."""
+        return bool(self.review_id or self.url)
 
     @property
     def findings(self) -> list[Finding]:
@@ -103,9 +109,21 @@ def _normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def anchored_code(comment: ReviewComment, change: FileChange | None) -> list[str]:
+    """The text of the lines the comment is anchored on (a range across sides: the diff lines between its ends)."""
+    if change is None:
+        return []
+    if not is_range(comment) or start_side_of(comment) == comment.side:
+        return change.line_text(comment.start_line or comment.line, comment.line, comment.side)
+    start, end = change.locate(comment.start_line, start_side_of(comment)), change.locate(comment.line, comment.side)
+    if start is None or end is None or start[0] != end[0]:
+        return []
+    lines = change.hunks[end[0]].lines
+    return [ln.text for ln in lines[lines.index(start[1]): lines.index(end[1]) + 1]]
+
+
 def fingerprint(comment: ReviewComment, change: FileChange | None) -> str:
-    start = comment.start_line or comment.line
-    code = change.line_text(start, comment.line, comment.side) if change else []
+    code = anchored_code(comment, change)
     material = "\0".join([comment.path, _normalise(comment.body), _normalise("\n".join(code))])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
@@ -119,21 +137,37 @@ def placement_problem(comment: ReviewComment, files: dict[str, FileChange]) -> s
         return f"`{comment.path}` is not changed by this pull request{hint}"
     if not change.hunks:
         return f"GitHub shows no diff for `{comment.path}` (binary or too large)"
-    side = comment.side
+    side, start_side = comment.side, start_side_of(comment)
     hit = change.locate(comment.line, side)
     if hit is None:
         which = "new" if side == "RIGHT" else "old"
         return (f"line {comment.line} ({side}) is outside the diff; the {which}-side lines shown for this file are "
                 f"{change.ranges(side)}")
-    if comment.start_line is not None and comment.start_line != comment.line:
-        start = change.locate(comment.start_line, side)
+    if is_range(comment):
+        start = change.locate(comment.start_line, start_side)
         if start is None:
-            return f"start line {comment.start_line} ({side}) is outside the diff"
+            return f"start line {comment.start_line} ({start_side}) is outside the diff"
         if start[0] != hit[0]:
             return f"lines {comment.start_line}–{comment.line} span more than one hunk"
-    if comment.suggestion is not None and side != "RIGHT":
+        # GitHub lets a range start on the other side (e.g. deleted lines into the lines replacing
+        # them), in one hunk, if it starts before it ends in the diff.
+        lines = change.hunks[hit[0]].lines
+        if start_side != side and lines.index(start[1]) >= lines.index(hit[1]):
+            return (f"the range must start before it ends in the diff: line {comment.start_line} ({start_side}) "
+                    f"does not come before line {comment.line} ({side})")
+    if comment.suggestion is not None and (side == "LEFT" or (is_range(comment) and start_side == "LEFT")):
         return "a suggestion cannot be anchored on deleted lines (side LEFT); it is shown here instead"
     return None
+
+
+def start_side_of(comment: ReviewComment) -> str:
+    return comment.start_side or comment.side
+
+
+def is_range(comment: ReviewComment) -> bool:
+    """A multi-line comment: a start line other than `line` on its side, or a start on the other side."""
+    return comment.start_line is not None and (comment.start_line != comment.line
+                                               or start_side_of(comment) != comment.side)
 
 
 def fence_ticks(text: str) -> str:
@@ -155,8 +189,8 @@ def inline_body(finding: Finding) -> str:
 def _api_comment(finding: Finding) -> dict[str, Any]:
     c = finding.comment
     out: dict[str, Any] = {"path": c.path, "body": inline_body(finding), "line": c.line, "side": c.side}
-    if c.start_line is not None and c.start_line != c.line:
-        out.update(start_line=c.start_line, start_side=c.side)
+    if is_range(c):
+        out.update(start_line=c.start_line, start_side=start_side_of(c))
     return out
 
 
@@ -164,7 +198,7 @@ def _plainly_placeable(finding: Finding, files: dict[str, FileChange]) -> bool:
     """A single line the PR added: the anchor GitHub is least likely to refuse."""
     c = finding.comment
     hit = files[c.path].locate(c.line, c.side) if c.path in files else None
-    return hit is not None and hit[1].kind == "+" and (c.start_line in (None, c.line))
+    return hit is not None and hit[1].kind == "+" and not is_range(c)
 
 
 # -- the summary ------------------------------------------------------------------------------
@@ -175,8 +209,9 @@ def _cell(text: str) -> str:
 
 def _location(rs: ReviewSession, c: ReviewComment) -> str:
     sha = rs.head_sha if c.side == "RIGHT" else (rs.base_sha or rs.head_sha)
-    lines = f"{c.start_line}–{c.line}" if c.start_line and c.start_line != c.line else str(c.line)
-    anchor = f"#L{c.start_line}-L{c.line}" if c.start_line and c.start_line != c.line else f"#L{c.line}"
+    same_side_range = is_range(c) and start_side_of(c) == c.side
+    lines = f"{c.start_line}–{c.line}" if same_side_range else str(c.line)
+    anchor = f"#L{c.start_line}-L{c.line}" if same_side_range else f"#L{c.line}"
     return f"[`{c.path}:{lines}`]({rs.web_url}/{rs.repo}/blob/{sha}/{quote(c.path)}{anchor})"
 
 
@@ -247,7 +282,8 @@ def triage(rs: ReviewSession, args: PublishReviewInput, known: set[str]) -> Publ
     threshold = SEVERITY_ORDER[review.min_severity]
     kept = [c for c in args.comments if SEVERITY_ORDER[c.severity] <= threshold]
     kept.sort(key=lambda c: SEVERITY_ORDER[c.severity])
-    result = Published(0, "", args.event, [], [], [], len(args.comments) - len(kept), list(args.tests_run), [])
+    result = Published(0, "", args.event, [], [], [], len(args.comments) - len(kept), list(args.tests_run), [],
+                       summary=args.summary)
     seen: set[str] = set()
     for comment in kept:
         finding = Finding(comment, fingerprint(comment, rs.files.get(comment.path)))
@@ -271,15 +307,23 @@ def triage(rs: ReviewSession, args: PublishReviewInput, known: set[str]) -> Publ
     return result
 
 
+def is_clean(result: Published) -> bool:
+    """Nothing for the author: no finding stands, no test failed, nothing but a comment."""
+    return (not result.findings and result.event == "COMMENT"
+            and not any(t.outcome in ("failed", "error") for t in result.tests_run))
+
+
 async def publish_review(ctx: ToolContext, args: PublishReviewInput) -> str:
     rs: ReviewSession = ctx.services["review"]
     if rs.published is not None:
-        raise ToolError(f"This run already published its review: {rs.published.url}. A run publishes one review; "
+        raise ToolError(f"This run already published its review: {rs.published.url or 'no findings, nothing posted'}. A run publishes one review; "
                         "say anything else in your final message.")
     result = triage(rs, args, set(rs.state.fingerprints))
     gh = await ctx.github()
     first = rs.state.summary_review_id is None
-    if first:
+    if first and is_clean(result):
+        pass  # silence on the pull request: the check run passes and carries the agents' summary
+    elif first:
         answer = await _post(gh, rs, result, lambda: summary_body(rs, args, result), result.inline)
         result.review_id, result.url = int(answer["id"]), answer["html_url"]
     else:
@@ -368,7 +412,7 @@ async def _update_summary(gh: Any, rs: ReviewSession, body: str) -> bool:
 
 async def _remember(ctx: ToolContext, rs: ReviewSession, result: Published, first: bool) -> None:
     state = rs.state
-    if first:
+    if first and result.posted:
         state.summary_review_id, state.summary_review_url = result.review_id, result.url
     if first or result.event in ("REQUEST_CHANGES", "APPROVE"):
         state.summary_event = result.event
@@ -390,6 +434,9 @@ def describe(finding: Finding) -> str:
 
 
 def _answer(rs: ReviewSession, result: Published) -> str:
+    if not result.posted:
+        return ("Recorded: no findings, so nothing was posted on the pull request; the check run passes and shows "
+                "your summary. This run's review is done; do not call publish_review again.")
     lines = [f"Published: {result.url}", f"Inline comments posted: {len(result.inline)}."]
     if result.folded:
         lines.append(f"Folded into the summary ({len(result.folded)}):")

@@ -20,22 +20,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from app.agents.definitions import MAX_EXTRA_INSTRUCTIONS_CHARS
-from app.errors import describe, is_transient
 from app.logs import redact
 from app.pipelines import JobContext
 from app.pipelines.brief import Brief, BriefInput, Incremental, build_brief
-from app.pipelines.common import (CHECK_NAMES, PipelineRun, config_problems_markdown, cost_and_duration,
-                                  finish_check, known_check_run, open_check_run, prepare, run_agents)
+from app.pipelines.common import (CHECK_NAMES, RERUN_HINTS, PipelineRun, config_problems_markdown, cost_and_duration,
+                                  finish_check, find_check_run, known_check_run, open_check_run, prepare, run_agents,
+                                  will_retry)
 from app.pipelines.diff import FileChange, fetch_pull_files, looks_generated, matches_any
-from app.pipelines.publish import (Published, ReviewSession, counts_line, existing_findings, mark_reviewed,
-                                   publish_review, tests_table)
+from app.pipelines.publish import Published, ReviewSession, counts_line, existing_findings, tests_table
+from app.pipelines.review_endings import (RefusedPublish, ReviewPosts, WatchedTools, publish_refused,
+                                          publish_review_once, unfinished_reason)
 from app.repo_config import SEVERITY_ORDER, RepoConfig
 from app.sessions import SessionOutcome
 from app.store import JobState, PullReviewState
-from app.tools import default_registry
+from app.tools import ToolContext, default_registry
 from app.tools.schemas import PublishReviewInput
 
 log = logging.getLogger("prmedic.review")
@@ -117,6 +119,11 @@ def conclusion_for(config: RepoConfig, published: Published | None) -> tuple[str
     return "neutral", title
 
 
+def incomplete_conclusion(config: RepoConfig, published: Published | None) -> str:
+    """A review that did not finish: `neutral`, or `failure` when what it published reaches `review.fail_on`."""
+    return "failure" if conclusion_for(config, published)[0] == "failure" else "neutral"
+
+
 async def _bot_login(ctx: JobContext) -> str | None:
     slug = getattr(ctx.settings, "app_slug", None) or await ctx.store.get_meta("app_slug")
     return f"{slug}[bot]" if slug else None
@@ -162,56 +169,111 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
                        files={c.path: c for c in files}, config=config, state=state,
                        web_url=getattr(ctx.settings, "github_web_url", None) or "https://github.com",
                        incremental=incremental, config_errors=errors)
-    tools = default_registry()
-    tools.register("publish_review", PublishReviewInput, publish_review)
+    posts = ReviewPosts()
+    tools = WatchedTools(default_registry())
+    tools.register("publish_review", PublishReviewInput, publish_review_once)
     try:
         outcome = await run_agents(run, task=brief.text, tools=tools, budget_usd=config.budget.review_usd,
-                                   extra_instructions=repo_instructions(config, reviewed), services={"review": rs},
+                                   extra_instructions=repo_instructions(config, reviewed),
+                                   services={"review": rs, "review_posts": posts},
+                                   repo_language=(job.payload.get("repository") or {}).get("language"),
                                    title=f"prmedic review {job.repo}#{job.pr_number} @ {job.head_sha[:7]}")
     except asyncio.CancelledError:
         await _stopped(run)
         raise
     except Exception as exc:
-        await _failed(run, exc)
+        if not will_retry(job, exc):
+            await _gave_up(run, rs, brief, tools.refused, posts, exc)
         raise
-    return await _finish(run, rs, brief, outcome)
+    return await _finish(run, rs, brief, outcome, tools.refused, posts)
 
 
-async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome) -> dict[str, Any]:
+async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome,
+                  refused: RefusedPublish | None, posts: ReviewPosts) -> dict[str, Any]:
+    unfinished = salvage = None
+    if rs.published is None:
+        # The coordinator ends every review with publish_review; a session that did not has not
+        # finished its review, whatever its last message says.
+        unfinished = unfinished_reason(outcome, refused)
+        if refused is not None:
+            salvage = await publish_refused(_tool_context(run, rs, posts), refused)
     published = rs.published
     conclusion, title = conclusion_for(run.config, published)
-    if published is None and outcome.budget_reached:
-        conclusion, title = "neutral", "Stopped at the budget before publishing a review"
-    rs.state.conclusion = conclusion
-    if published is None:
-        mark_reviewed(rs.state, rs, run.job.id)
-    await run.ctx.store.save_pull_review(rs.state)
-    await finish_check(run, conclusion, title, check_summary(run, rs, brief, outcome))
+    if unfinished:
+        conclusion, title = incomplete_conclusion(run.config, published), _title(unfinished, published)
+    if published is not None:
+        rs.state.conclusion = conclusion
+        await run.ctx.store.save_pull_review(rs.state)
+    ending = Ending(unfinished, refused, salvage) if unfinished else None
+    await finish_check(run, conclusion, title, check_summary(run, rs, brief, outcome, ending))
     result: dict[str, Any] = {
-        "conclusion": conclusion, "review_url": published.url if published else None,
+        "conclusion": conclusion, "review_url": (published.url or None) if published else None,
         "findings": published.counts() if published else {}, "inline": len(published.inline) if published else 0,
         "folded": len(published.folded) if published else 0, "incremental": rs.incremental is not None,
         "brief_tokens": brief.tokens, "files": brief.files_named,
     }
+    if unfinished:
+        result["unfinished"] = unfinished
     return result | outcome.as_result()
 
 
-def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome | None) -> str:
-    published = rs.published
-    parts = []
+@dataclass
+class Ending:
+    """Why a review session did not finish, and what became of a refused `publish_review` call."""
+
+    reason: str
+    refused: RefusedPublish | None = None
+    salvage_failed: str | None = None  # why its valid parts could not be published (None: they were)
+    agents_published: bool = False  # the session failed after the agents' review went out
+
+
+def _title(reason: str, published: Published | None) -> str:
+    title = reason[:1].upper() + reason[1:]
     if published is not None:
+        title += f"; {len(published.findings)} finding(s) published from its refused review"
+    return title
+
+
+def _tool_context(run: PipelineRun, rs: ReviewSession, posts: ReviewPosts) -> ToolContext:
+    return ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
+                       services={"run": run, "review": rs, "review_posts": posts})
+
+
+def _quote(text: str) -> str:
+    return "> " + redact(text.strip())[:2000].replace("\n", "\n> ")
+
+
+def ending_markdown(ending: Ending, outcome: SessionOutcome | None) -> list[str]:
+    parts = [f"**The review did not finish:** {ending.reason}." + (
+        "" if ending.agents_published else
+        " prmedic does not claim there is nothing to raise: the agents did not publish their review.")]
+    if ending.refused is not None:
+        parts.append("Their last `publish_review` call was refused; prmedic answered:")
+        parts.append(_quote(ending.refused.answer))
+        parts.append("prmedic published the valid parts of that call." if ending.salvage_failed is None else
+                     f"prmedic could not publish any of it: {ending.salvage_failed}.")
+    if outcome is not None and outcome.final_message:
+        parts += ["The agents' last message:", _quote(outcome.final_message)]
+    return parts
+
+
+def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome | None,
+                  ending: Ending | None = None) -> str:
+    published = rs.published
+    parts = ending_markdown(ending, outcome) if ending is not None else []
+    if published is not None and not published.posted:
+        parts.append("**No findings.** Nothing was posted on the pull request. The agents' summary:")
+        parts.append(_quote(published.summary or "(none)"))
+        if published.tests_run:
+            parts.append(tests_table(published.tests_run))
+        parts += published.notes
+    elif published is not None:
         parts.append(f"**Findings:** {counts_line(published.counts())} — [the review]({published.url})")
         parts.append(f"{len(published.inline)} inline, {len(published.folded)} in the review summary (not placeable "
                      f"on the diff or over the cap), {len(published.repeated)} posted earlier and not repeated.")
         if published.tests_run:
             parts.append(tests_table(published.tests_run))
         parts += published.notes
-    else:
-        parts.append("No review was published: the agents found nothing that needs the author's attention."
-                     if not (outcome and outcome.budget_reached) else
-                     "The session reached its budget before publishing a review.")
-        if outcome and outcome.final_message:
-            parts.append("> " + redact(outcome.final_message.strip())[:2000].replace("\n", "\n> "))
     scope = (f"Re-review: {len(rs.incremental.changed)} file(s) changed since `{rs.incremental.since_sha[:7]}`"
              if rs.incremental else "Full review")
     left = f"; the diffs of {brief.diffs_left_out} left for the agents to read" if brief.diffs_left_out else ""
@@ -219,6 +281,8 @@ def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
                  f"{brief.budget_tokens:,} tokens.")
     if rs.config_errors:
         parts.append(config_problems_markdown(rs.config_errors))
+    if ending is not None and published is None:
+        parts.append(RERUN_HINTS["review"])
     parts.append(cost_and_duration(outcome, run))
     return redact("\n\n".join(parts))
 
@@ -248,6 +312,9 @@ async def _carry_over(run: PipelineRun, stored: PullReviewState, inc: Incrementa
 async def _completed_check(run: PipelineRun, conclusion: str, title: str, summary: str) -> None:
     """Complete this job's check run (an earlier attempt may have opened one), or post it completed."""
     run.check_run_id = run.check_run_id or await known_check_run(run)
+    if run.check_run_id is None and run.job.attempts > 1:  # an earlier attempt's POST may have landed unanswered
+        found = await find_check_run(run.gh, run.job, CHECK_NAME, run.job.head_sha)
+        run.check_run_id = int(found["id"]) if found else None
     if run.check_run_id is not None:
         await finish_check(run, conclusion, title, summary)
         return
@@ -279,11 +346,23 @@ async def _stopped(run: PipelineRun) -> None:
         log.warning("job %s: could not close the check run after %s: %s", run.job.id, title.lower(), exc)
 
 
-async def _failed(run: PipelineRun, exc: Exception) -> None:
-    if run.check_run_id is None or (is_transient(exc) and run.job.attempts < run.job.max_attempts):
-        return  # a retry follows and takes the check run up again
+async def _gave_up(run: PipelineRun, rs: ReviewSession, brief: Brief, refused: RefusedPublish | None,
+                   posts: ReviewPosts, exc: Exception) -> None:
+    """The session failed and no retry follows: publish what the agents had, and say why it stopped."""
+    if run.check_run_id is None:
+        return  # the worker completes whatever check run the job opened
     try:
-        await finish_check(run, "neutral", "prmedic could not finish the review",
-                           f"The review failed: {redact(describe(exc))}\n\n{cost_and_duration(None, run)}")
-    except Exception as inner:  # noqa: BLE001 - the job's own error matters more
-        log.warning("job %s: could not complete the check run: %s", run.job.id, inner)
+        agents_published = rs.published is not None
+        refused = None if agents_published else refused
+        salvage = await publish_refused(_tool_context(run, rs, posts), refused) if refused is not None else None
+        reason = unfinished_reason(None, refused, exc)
+        published = rs.published
+        conclusion = incomplete_conclusion(run.config, published)
+        if published is not None:
+            rs.state.conclusion = conclusion
+            await run.ctx.store.save_pull_review(rs.state)
+        ending = Ending(reason, refused, salvage, agents_published)
+        await finish_check(run, conclusion, f"prmedic could not finish: {reason}",
+                           check_summary(run, rs, brief, None, ending))
+    except Exception as inner:  # noqa: BLE001 - the job's own error matters more; the worker tries again
+        log.warning("job %s: could not complete the check run: %s", run.job.id, redact(str(inner)))

@@ -28,8 +28,10 @@ The life of a session, as `SessionRuntime.run` drives it:
    stored with the session.
 5. **Stop.** Cancelling the pipeline task (supersede, `/stop`) sends `user.interrupt`
    (shielded, best effort) if the job was cancelled or superseded in the store; a worker that is
-   merely shutting down leaves the session running for the next worker to resume. A session that
-   runs past `max_duration_seconds` is interrupted and the job fails.
+   merely shutting down leaves the session running for the next worker to resume (a tool handler
+   under way finishes and stores its result first). A custom tool call of a job that is no longer
+   running is refused, never run. A session that runs past `max_duration_seconds` is interrupted
+   and the job fails.
 
 The repository token is refreshed while the session runs: every `token_refresh_seconds` the
 token provider is asked again and, if it hands out a different token, the session resource is
@@ -53,7 +55,7 @@ import httpx2
 
 from app.errors import PermanentError, TransientError, describe
 from app.logs import redact
-from app.store import Job, JobState, Store
+from app.store import Job, JobState, Store, ToolCallRecord
 from app.tools.registry import ToolContext, ToolRegistry
 
 log = logging.getLogger("prmedic.sessions")
@@ -330,7 +332,9 @@ class _SessionRun:
         self.final_message: str | None = None
         self.tool_calls = 0
         self.rotations = 0
+        self.token_update: asyncio.Future[None] | None = None  # a token update under way
         self.events = 0
+        self.job_stopped: JobState | None = None  # set when a tool call found the job no longer running
 
     # -- top level -----------------------------------------------------------------------------
     async def run(self) -> SessionOutcome:
@@ -358,6 +362,8 @@ class _SessionRun:
                     reason="max_duration", session_id=self.sid)) from None
         except _Finished as done:
             outcome = done.outcome
+            await self._stop_rotation(rotation)
+            outcome.token_rotations = self.rotations
             await self._final_usage()
             outcome.usage, outcome.list_cost_cents = self.usage, self.list_cost_cents
             await self.rt.store.close_session(self.sid, stop_reason=outcome.stop_reason, usage=self.usage,
@@ -705,8 +711,7 @@ class _SessionRun:
         record, fresh = await self.rt.store.claim_tool_call(self.sid, event_id, name)
         if fresh:
             self.tool_calls += 1
-            answer = await self.tools.call(self.ctx, name, raw)
-            record = await self.rt.store.answer_tool_call(event_id, answer.text, answer.is_error)
+            record = await self._run_handler(event_id, name, raw)
         elif record.state != "answered":
             # A process died while this handler ran: its effect is unknown, so it is not run again.
             record = await self.rt.store.answer_tool_call(
@@ -717,6 +722,34 @@ class _SessionRun:
         text = record.result or "OK"
         await self._send(event_id, {"type": "user.custom_tool_result", "custom_tool_use_id": event_id,
                                     "content": [{"type": "text", "text": text}], "is_error": record.is_error})
+        if self.job_stopped is not None:
+            # The job was stopped by another process: stop now rather than at the worker's next poll.
+            self.rt.store.announce_stopped({self.spec.job_id: self.job_stopped})
+
+    async def _run_handler(self, event_id: str, name: str, raw: Any) -> ToolCallRecord:
+        """Run a claimed tool call and store its result, unless the job is no longer running
+        (superseded by a push, cancelled): then the call is refused, so a stopped session never
+        publishes. A handler under way when the task is cancelled (a worker shutting down)
+        finishes and stores its result first: the next worker must not find its effect unknown."""
+        job = await self.rt.store.get_job(self.spec.job_id)
+        if job is None or job.state is not JobState.running:
+            why = f"was {job.state.value}" if job is not None else "no longer exists"
+            log.info("session %s: %s refused: job %d %s", self.sid, name, self.spec.job_id, why)
+            self.job_stopped = job.state if job is not None else JobState.cancelled
+            return await self.rt.store.answer_tool_call(
+                event_id, f"Refused: this job {why} (a newer push or a stop request replaced it), so {name} was "
+                "not run and nothing was written. Stop now.", True)
+
+        async def run() -> ToolCallRecord:
+            answer = await self.tools.call(self.ctx, name, raw)
+            return await self.rt.store.answer_tool_call(event_id, answer.text, answer.is_error)
+
+        call = asyncio.ensure_future(run())
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            await asyncio.wait([call])
+            raise
 
     async def _send(self, event_id: str, event: dict[str, Any]) -> None:
         try:
@@ -750,20 +783,40 @@ class _SessionRun:
             try:
                 token = await self.token_provider()
                 if token != self.last_token:
-                    if self.resource_id is None:
-                        session = await self.rt.client.beta.sessions.retrieve(self.sid)
-                        self.resource_id = _repository_resource_id(session)
-                    if self.resource_id is not None:
-                        await self.rt.client.beta.sessions.resources.update(
-                            self.resource_id, session_id=self.sid, authorization_token=token)
-                        self.last_token = token
-                        self.rotations += 1
-                        log.info("session %s: repository token refreshed", self.sid)
+                    # Shielded: stopping the rotation lets an update already sent land and be counted.
+                    self.token_update = update = asyncio.ensure_future(self._update_token(token))
+                    try:
+                        await asyncio.shield(update)
+                    finally:
+                        if update.done():
+                            self.token_update = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - try again at the next tick
                 log.warning("session %s: token refresh failed: %s", self.sid, redact(str(exc)))
             await asyncio.sleep(interval)
+
+    async def _update_token(self, token: str) -> None:
+        if self.resource_id is None:
+            session = await self.rt.client.beta.sessions.retrieve(self.sid, timeout=self.cfg.request_timeout)
+            self.resource_id = _repository_resource_id(session)
+        if self.resource_id is not None:
+            await self.rt.client.beta.sessions.resources.update(
+                self.resource_id, session_id=self.sid, authorization_token=token, timeout=self.cfg.request_timeout)
+            self.last_token = token
+            self.rotations += 1
+            log.info("session %s: repository token refreshed", self.sid)
+
+    async def _stop_rotation(self, rotation: asyncio.Task[None]) -> None:
+        """Stop rotating the token before the outcome is recorded: no update lands after it, and
+        one already under way is waited for, so `rotations` counts every update the session got."""
+        rotation.cancel()
+        await asyncio.wait([rotation])
+        update = self.token_update
+        if update is not None:
+            await asyncio.wait([update])
+            if not update.cancelled() and update.exception() is not None:
+                log.warning("session %s: token refresh failed: %s", self.sid, redact(str(update.exception())))
 
     async def _final_usage(self) -> None:
         try:

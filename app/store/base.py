@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from app.store.models import (
@@ -22,6 +23,11 @@ from app.store.models import (
 )
 
 
+log = logging.getLogger("prmedic.store")
+
+StopListener = Callable[[Mapping[int, JobState]], None]
+
+
 class StoreUnavailable(Exception):
     """The store could not be reached or written; the caller must not acknowledge."""
 
@@ -30,6 +36,31 @@ class Store(abc.ABC):
     def __init__(self) -> None:
         # Set whenever jobs are recorded, so an in-process worker wakes at once.
         self.jobs_recorded = asyncio.Event()
+        self._stop_listeners: list[StopListener] = []
+
+    def on_jobs_stopped(self, listener: StopListener) -> Callable[[], None]:
+        """Call `listener({job_id: state})` whenever running jobs are superseded or cancelled through
+        this store object, so a worker of this process stops them at once; returns the unsubscriber.
+        (Other processes learn it from their poll: `held_states`.)"""
+        self._stop_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._stop_listeners:
+                self._stop_listeners.remove(listener)
+
+        return unsubscribe
+
+    def announce_stopped(self, stopped: Mapping[int, JobState]) -> None:
+        """Tell this process's workers that these running jobs were stopped (superseded, cancelled).
+        The store calls it on every such change it makes; a session runner that finds its job
+        stopped before its worker heard of it (a change made by another process) calls it too."""
+        if not stopped:
+            return
+        for listener in list(self._stop_listeners):
+            try:
+                listener(stopped)
+            except Exception:  # noqa: BLE001 - one listener's bug must not fail the commit's caller
+                log.exception("a stop listener failed")
 
     @abc.abstractmethod
     async def open(self) -> None: ...
@@ -51,14 +82,20 @@ class Store(abc.ABC):
         *,
         max_attempts: int = 3,
     ) -> RecordResult:
-        """Commit the delivery, its jobs and installation changes durably, once per delivery id."""
+        """Commit the delivery, its jobs and installation changes durably, once per delivery id.
+
+        A new job supersedes, at once, the unfinished jobs with its supersede key, except a running
+        one on the same head when its kind is `one_per_head` (the new job waits for it instead).
+        """
 
     # -- worker -------------------------------------------------------------
     @abc.abstractmethod
     async def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
         """Lease up to `limit` runnable jobs: queued and due, or running with an expired lease.
 
-        Claiming supersedes older unfinished jobs that share a job's supersede key.
+        The supersede rule of `record_delivery` holds here too: a job with a newer sibling that
+        supersedes it is never handed out, and a `one_per_head` job is not handed out while an
+        older sibling on the same head is running. Claiming counts an attempt.
         """
 
     @abc.abstractmethod
@@ -81,12 +118,22 @@ class Store(abc.ABC):
     async def retry_job(self, job_id: int, owner: str, error: str, run_after: float) -> bool: ...
 
     @abc.abstractmethod
+    async def release_job(self, job_id: int, owner: str) -> bool:
+        """Give a running job back without spending its attempt (a graceful shutdown): the next
+        worker takes it up at once and resumes its session."""
+
+    @abc.abstractmethod
+    async def held_states(self, job_ids: Sequence[int], owner: str) -> dict[int, JobState | None]:
+        """The state of each job, or None where `owner` no longer holds its lease (a cheap read)."""
+
+    @abc.abstractmethod
     async def expire_lease(self, job_id: int, owner: str) -> bool:
         """End `owner`'s lease now (it is known to be dead), so the job is taken up at once."""
 
     @abc.abstractmethod
     async def request_cancel(self, job_id: int, state: JobState = JobState.cancelled) -> bool:
-        """Mark an unfinished job cancelled (or superseded); a running worker stops it at its next lease renewal."""
+        """Mark an unfinished job cancelled (or superseded); a worker of this process stops it at once,
+        one of another process at its next poll."""
 
     # -- reading ------------------------------------------------------------
     @abc.abstractmethod

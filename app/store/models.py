@@ -28,6 +28,13 @@ class JobKind(str, enum.Enum):
     fix = "fix"
     command = "command"
 
+    @property
+    def one_per_head(self) -> bool:
+        """A newer job of this kind for the head an older one is already running on waits for it
+        (its pipeline then finds the head done) instead of superseding it. A fix job gathers every
+        failure of its head, so there the newest job replaces a running one."""
+        return self is JobKind.review
+
 
 class NewJob(BaseModel):
     """A job as routing creates it from one delivery."""
@@ -37,7 +44,7 @@ class NewJob(BaseModel):
     installation_id: int | None = None
     pr_number: int | None = None
     head_sha: str | None = None
-    # Jobs with the same key supersede each other: the newest one wins.
+    # Jobs with the same key supersede each other: the newest one wins (see `JobKind.one_per_head`).
     supersede_key: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
 

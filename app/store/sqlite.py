@@ -30,6 +30,7 @@ from app.store.models import (
     Installation,
     InstallationChange,
     Job,
+    JobKind,
     JobState,
     NewJob,
     PullReviewState,
@@ -184,6 +185,38 @@ def _job_from_row(row: sqlite3.Row) -> Job:
     return Job.model_validate(data)
 
 
+def _supersede_older(db: sqlite3.Connection, key: str, job_id: int, kind: str, head_sha: str | None,
+                     now: float, stopped: dict[int, JobState]) -> None:
+    """Supersede the unfinished jobs older than `job_id` that it replaces; running ones go into `stopped`."""
+    same_head_waits = " AND (state = 'queued' OR head_sha IS NOT ?)" if JobKind(kind).one_per_head else ""
+    params = (key, job_id, head_sha) if same_head_waits else (key, job_id)
+    rows = db.execute(
+        "SELECT id, state FROM jobs WHERE supersede_key = ? AND id < ? AND state IN ('queued', 'running')"
+        + same_head_waits, params).fetchall()
+    for row in rows:
+        db.execute("UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?",
+                   (now, now, row["id"]))
+        if row["state"] == "running":
+            stopped[row["id"]] = JobState.superseded
+
+
+def _superseded_by_newer(db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    same_head_waits = row["state"] == "running" and JobKind(row["kind"]).one_per_head
+    return db.execute(
+        "SELECT 1 FROM jobs WHERE supersede_key = ? AND id > ? AND state IN ('queued', 'running')"
+        + (" AND head_sha IS NOT ?" if same_head_waits else ""),
+        (row["supersede_key"], row["id"], row["head_sha"]) if same_head_waits else (row["supersede_key"], row["id"]),
+    ).fetchone() is not None
+
+
+def _waits_for_older(db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    """A `one_per_head` job waits while an older job on the same head runs."""
+    return JobKind(row["kind"]).one_per_head and db.execute(
+        "SELECT 1 FROM jobs WHERE supersede_key = ? AND id < ? AND head_sha IS ? AND state = 'running'",
+        (row["supersede_key"], row["id"], row["head_sha"]),
+    ).fetchone() is not None
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str, *, checkpoint_seconds: float = 1.0) -> None:
         super().__init__()
@@ -286,8 +319,9 @@ class SQLiteStore(Store):
         """Commit every delivery queued during this turn of the loop in one transaction."""
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
+        stopped: dict[int, JobState] = {}
         try:
-            results = self._transaction(lambda db: [self._write(db, p) for p in batch])
+            results = self._transaction(lambda db: [self._write(db, p, stopped) for p in batch])
         except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
             error = StoreUnavailable(f"SQLite error: {exc}")
             for pending in batch:
@@ -299,9 +333,10 @@ class SQLiteStore(Store):
                 pending.future.set_result(result)
         if any(result.job_ids for result in results):
             self.jobs_recorded.set()
+        self.announce_stopped(stopped)
 
     @staticmethod
-    def _write(db: sqlite3.Connection, pending: _PendingDelivery) -> RecordResult:
+    def _write(db: sqlite3.Connection, pending: _PendingDelivery, stopped: dict[int, JobState]) -> RecordResult:
         d = pending.delivery
         cursor = db.execute(
             "INSERT OR IGNORE INTO deliveries (delivery_id, event, action, received_at) VALUES (?, ?, ?, ?)",
@@ -322,6 +357,9 @@ class SQLiteStore(Store):
                 ),
             )
             job_ids.append(cursor.lastrowid)
+            if job.supersede_key:
+                _supersede_older(db, job.supersede_key, cursor.lastrowid, job.kind.value, job.head_sha,
+                                 time.time(), stopped)
         for change in pending.installations:
             SQLiteStore._apply_installation(db, change, d.received_at)
         return RecordResult(duplicate=False, job_ids=job_ids)
@@ -351,10 +389,14 @@ class SQLiteStore(Store):
 
     # -- worker -------------------------------------------------------------
     async def claim_jobs(self, owner: str, limit: int, lease_seconds: float) -> list[Job]:
-        return await self._run(self._transaction, lambda db: self._claim(db, owner, limit, lease_seconds))
+        stopped: dict[int, JobState] = {}
+        jobs = await self._run(self._transaction, lambda db: self._claim(db, owner, limit, lease_seconds, stopped))
+        self.announce_stopped(stopped)
+        return jobs
 
     @staticmethod
-    def _claim(db: sqlite3.Connection, owner: str, limit: int, lease_seconds: float) -> list[Job]:
+    def _claim(db: sqlite3.Connection, owner: str, limit: int, lease_seconds: float,
+               stopped: dict[int, JobState]) -> list[Job]:
         now = time.time()
         rows = db.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs"
@@ -367,14 +409,15 @@ class SQLiteStore(Store):
             if len(claimed) >= limit:
                 break
             key = row["supersede_key"]
-            if key and db.execute(
-                "SELECT 1 FROM jobs WHERE supersede_key = ? AND id > ? AND state IN ('queued', 'running')",
-                (key, row["id"]),
-            ).fetchone():
+            if key and _superseded_by_newer(db, row):
                 db.execute(
                     "UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?",
                     (now, now, row["id"]),
                 )
+                if row["state"] == "running":
+                    stopped[row["id"]] = JobState.superseded
+                continue
+            if key and row["state"] == "queued" and _waits_for_older(db, row):
                 continue
             if row["state"] == "running" and row["attempts"] >= row["max_attempts"]:
                 db.execute(
@@ -390,11 +433,7 @@ class SQLiteStore(Store):
                 (owner, now + lease_seconds, now, now, row["id"]),
             )
             if key:
-                db.execute(
-                    "UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ?"
-                    " WHERE supersede_key = ? AND id < ? AND state IN ('queued', 'running')",
-                    (now, now, key, row["id"]),
-                )
+                _supersede_older(db, key, row["id"], row["kind"], row["head_sha"], now, stopped)
             claimed.append(row["id"])
         if not claimed:
             return []
@@ -450,6 +489,27 @@ class SQLiteStore(Store):
 
         return await self._run(self._transaction, retry)
 
+    async def release_job(self, job_id: int, owner: str) -> bool:
+        def release(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE jobs SET lease_expires_at = 0, attempts = max(attempts - 1, 0), updated_at = ?"
+                " WHERE id = ? AND lease_owner = ? AND state = 'running'",
+                (time.time(), job_id, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(self._transaction, release)
+
+    async def held_states(self, job_ids: Sequence[int], owner: str) -> dict[int, JobState | None]:
+        def select() -> dict[int, JobState | None]:
+            marks = ",".join("?" * len(job_ids))
+            rows = self._conn.execute(f"SELECT id, state, lease_owner FROM jobs WHERE id IN ({marks})",
+                                      tuple(job_ids)).fetchall()
+            found = {r["id"]: JobState(r["state"]) if r["lease_owner"] == owner else None for r in rows}
+            return {job_id: found.get(job_id) for job_id in job_ids}
+
+        return await self._run(select) if job_ids else {}
+
     async def expire_lease(self, job_id: int, owner: str) -> bool:
         def expire(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
@@ -461,16 +521,20 @@ class SQLiteStore(Store):
         return await self._run(self._transaction, expire)
 
     async def request_cancel(self, job_id: int, state: JobState = JobState.cancelled) -> bool:
-        def cancel(db: sqlite3.Connection) -> bool:
+        def cancel(db: sqlite3.Connection) -> str | None:
             now = time.time()
-            cursor = db.execute(
-                "UPDATE jobs SET state = ?, finished_at = ?, updated_at = ?"
-                " WHERE id = ? AND state IN ('queued', 'running')",
-                (state.value, now, now, job_id),
-            )
-            return cursor.rowcount == 1
+            row = db.execute("SELECT state FROM jobs WHERE id = ? AND state IN ('queued', 'running')",
+                             (job_id,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET state = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+                       (state.value, now, now, job_id))
+            return row["state"]
 
-        return await self._run(self._transaction, cancel)
+        was = await self._run(self._transaction, cancel)
+        if was == "running":
+            self.announce_stopped({job_id: state})
+        return was is not None
 
     # -- reading ------------------------------------------------------------
     async def get_job(self, job_id: int) -> Job | None:

@@ -22,6 +22,7 @@ import difflib
 import hashlib
 import json
 import math
+import random
 import re
 import secrets
 import string
@@ -787,10 +788,14 @@ class Fault:
     body: Any
     times: int
     hits: int = 0
+    landed: bool = False  # the request takes effect, then this answer replaces GitHub's
+    chance: float = 1.0  # of firing on a matching request, drawn from ``rng``
+    rng: random.Random | None = None
 
     def matches(self, method: str, path: str) -> bool:
         return (self.times > 0 and self.method in ("*", method.upper())
-                and re.search(self.path_regex, path) is not None)
+                and re.search(self.path_regex, path) is not None
+                and (self.chance >= 1.0 or (self.rng or random).random() < self.chance))
 
 
 class GitHubState:
@@ -1114,10 +1119,14 @@ class GitHubState:
     # ----- fault injection ---------------------------------------------------------------------
 
     def inject_fault(self, method: str, path_regex: str, status: int, headers: dict[str, str] | None = None,
-                     body: Any = None, times: int = 1) -> Fault:
+                     body: Any = None, times: int = 1, *, landed: bool = False, chance: float = 1.0,
+                     seed: int | None = None) -> Fault:
         """The next ``times`` requests matching ``method`` ("*" = any) and ``path_regex``
-        (``re.search`` on the URL path) get this answer instead of the real one."""
-        f = Fault(method.upper(), path_regex, status, headers, body, times)
+        (``re.search`` on the URL path) get this answer instead of the real one. ``landed``: the
+        request is carried out first (GitHub answering 502 after it made the review). ``chance``:
+        each matching request is hit with this probability, from a generator seeded with ``seed``."""
+        f = Fault(method.upper(), path_regex, status, headers, body, times, landed=landed, chance=chance,
+                  rng=random.Random(seed))
         self.faults.append(f)
         return f
 
@@ -2225,6 +2234,8 @@ def pulls_for_commit(ctx: Ctx):
     for p in sorted(s.pulls.values(), key=lambda p: p.number, reverse=True):
         if p.repo is not ctx.repo:
             continue
+        if p.head_repo is not p.repo and not p.merged:
+            continue  # like GitHub: a fork's unmerged commits list no pull request on the base repository
         if sha == p.head_sha or sha in p.repo.store.commits_between(p.repo.store.merge_base(p.base_sha, p.head_sha),
                                                                     p.head_sha):
             prs.append(p)
@@ -2845,15 +2856,22 @@ async def _handle(request: web.Request) -> web.StreamResponse:
                 violation("unknown-query-parameter", ", ".join(extra))
 
     # 2. Injected faults.
+    def fault_answer(f: Fault) -> web.Response:
+        fbody = f.body if f.body is not None else error_body(f.status, {
+            502: "Server Error", 500: "Server Error", 503: "Service Unavailable", 429: "Too Many Requests",
+            403: "Forbidden", 404: "Not Found", 422: "Validation Failed"}.get(f.status, "Error"))
+        return finish(f.status, fbody, f.headers)
+
+    after: Fault | None = None
     for f in s.faults:
         if f.matches(request.method, unquote(path)):
             f.times -= 1
             f.hits += 1
+            if f.landed:
+                after = f
+                break
             bucket[0] += 1
-            fbody = f.body if f.body is not None else error_body(f.status, {
-                502: "Server Error", 500: "Server Error", 503: "Service Unavailable", 429: "Too Many Requests",
-                403: "Forbidden", 404: "Not Found", 422: "Validation Failed"}.get(f.status, "Error"))
-            return finish(f.status, fbody, f.headers)
+            return fault_answer(f)
 
     if invalid is not None:
         status, message, errors = invalid
@@ -2875,6 +2893,8 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return finish(e.status, error_body(e.status, e.message, e.errors), e.headers)
     status, out = result[0], result[1]
     headers = result[2] if len(result) > 2 else {}
+    if after is not None:
+        return fault_answer(after)
     return finish(status, out, headers)
 
 
