@@ -5,7 +5,7 @@ Register them from ``tests/conftest.py`` with ``pytest_plugins = ["tests.sims.ma
 
 - ``managed_agents``: a :class:`ManagedAgentsHarness` — the simulator served on localhost by
   pytest-aiohttp's ``aiohttp_server``: ``.url`` (for ``ANTHROPIC_BASE_URL``), ``.sim`` (state and
-  scripting, see ``tests/sims/managed_agents.py``), ``.client`` (a ready
+  scripting, see ``tests/sims/managed_agents/``), ``.client`` (a ready
   ``anthropic.AsyncAnthropic`` with ``max_retries=2``), ``.new_client()`` (another client, e.g. to
   model a process restart) and ``.env`` (the environment variables the app needs).
   At teardown it asserts ``sim.violations`` is empty unless the test set
