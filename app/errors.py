@@ -42,6 +42,13 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TRANSIENT_TYPES)
 
 
+def will_retry(attempts: int, max_attempts: int, exc: BaseException) -> bool:
+    """The retry rule: a job that failed with `exc` on attempt `attempts` is tried again when the
+    failure is transient and attempts are left. The worker acts on it; a pipeline asks it to know
+    whether to finish its check run now or leave it to the next attempt."""
+    return is_transient(exc) and attempts < max_attempts
+
+
 def describe(exc: BaseException) -> str:
     """One line for logs, `prmedic jobs` and check runs: network failures in words, others as `Type: message`."""
     problem = network_problem(exc)

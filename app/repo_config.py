@@ -1,4 +1,4 @@
-"""`.github/prmedic.yml`: a repository's own settings (DESIGN §3.5).
+"""`.github/prmedic.yml`: a repository's own settings (docs/architecture.md, "Repository config").
 
 Read from the default branch, never from the PR head, whose author controls it. An invalid
 file never stops prmedic: the defaults are used and the exact problems are reported on the PR.

@@ -11,14 +11,15 @@ import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
-from typing import Any
-
 import anthropic
 from aiohttp import web
 
 from app.github import GitHubApp
 from app.metrics import Metrics
-from app.pipelines import JobContext, Pipeline, default_pipelines
+from app.pipelines import JobContext, Pipeline
+from app.pipelines.checks import close_abandoned_check_run
+from app.pipelines.fix.pipeline import fix_pipeline
+from app.pipelines.review.pipeline import review_pipeline
 from app.server import create_app
 from app.sessions import SessionRuntime, SessionSettings
 from app.settings import Settings
@@ -26,6 +27,9 @@ from app.store import Job, Store, open_store
 from app.worker import Worker
 
 log = logging.getLogger("prmedic")
+
+# The pipelines this version ships, by job kind. A kind missing here is marked `no_pipeline`, visibly.
+PIPELINES: dict[str, Pipeline] = {"fix": fix_pipeline, "review": review_pipeline}
 
 
 @dataclass
@@ -37,18 +41,18 @@ class Services:
     bot_login: str | None
 
     sessions: SessionRuntime | None = None
-    anthropic: Any = None
+    anthropic: anthropic.AsyncAnthropic | None = None
 
     def job_context(self, job: Job) -> JobContext:
         return JobContext(job=job, store=self.store, github=self.github, settings=self.settings,
-                          services={"anthropic": self.anthropic, "sessions": self.sessions,
-                                    "metrics": self.metrics})
+                          sessions=self.sessions, anthropic=self.anthropic, metrics=self.metrics,
+                          bot_login=self.bot_login)
 
     def worker(self, pipelines: Mapping[str, Pipeline] | None = None) -> Worker:
         s = self.settings
         return Worker(
             self.store,
-            default_pipelines() if pipelines is None else pipelines,
+            PIPELINES if pipelines is None else pipelines,
             concurrency=s.worker_concurrency,
             lease_seconds=s.job_lease_seconds,
             retry_base_seconds=s.job_retry_base_seconds,
@@ -56,6 +60,7 @@ class Services:
             metrics=self.metrics,
             context_factory=self.job_context,
             bot_login=self.bot_login,
+            on_give_up=close_abandoned_check_run,
         )
 
 

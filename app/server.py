@@ -1,4 +1,5 @@
-"""The webhook server: verify, route, record durably, answer (DESIGN §3.2). Nothing slow here."""
+"""The webhook server: verify, route, record durably, answer (docs/architecture.md, "The flow").
+Nothing slow here."""
 
 from __future__ import annotations
 

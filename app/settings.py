@@ -1,4 +1,4 @@
-"""Process settings (DESIGN §3.1): environment variables or a `.env` file."""
+"""Process settings (docs/architecture.md, "Settings"): environment variables or a `.env` file."""
 
 from __future__ import annotations
 

@@ -6,6 +6,10 @@ job with the same supersede key, or a cancel request, stops a running job: at on
 was recorded through this process's store, else at the worker's next poll. A worker that is
 stopped (SIGTERM) gives its jobs back without spending their attempts, and leaves their
 agent sessions running for the next worker to resume.
+
+The worker knows pipelines only as the callables of its table; what a kind does when its job is
+given up (completing the check run it left open) comes in through `on_give_up`, wired by
+`app.runtime`.
 """
 
 from __future__ import annotations
@@ -17,10 +21,10 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from app.errors import describe, is_transient
+from app.errors import describe, is_transient, will_retry
 from app.logs import job_id_var
 from app.metrics import Metrics
 from app.pipelines import JobContext, Pipeline
@@ -29,6 +33,8 @@ from app.store import Job, JobState, Store, StoreUnavailable
 log = logging.getLogger("prmedic.worker")
 
 MAX_RETRY_DELAY = 15 * 60
+
+GiveUp = Callable[[JobContext, BaseException], Awaitable[Any]]
 
 
 def retry_backoff(attempt: int, base: float) -> float:
@@ -62,7 +68,9 @@ class Worker:
         metrics: Metrics | None = None,
         context_factory: Callable[[Job], JobContext] | None = None,
         bot_login: str | None = None,
+        on_give_up: GiveUp | None = None,
     ) -> None:
+        """`on_give_up(ctx, exc)`: called (bounded by half a lease) before a job is marked failed."""
         self.store = store
         self.pipelines = dict(pipelines)
         self.concurrency = concurrency
@@ -72,6 +80,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.context_factory = context_factory or (lambda job: JobContext(job=job, store=store))
         self.bot_login = bot_login
+        self.on_give_up = on_give_up
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[int, asyncio.Task[None]] = {}
         self._work: dict[int, asyncio.Task[Any]] = {}  # job id → its pipeline
@@ -274,10 +283,8 @@ class Worker:
                 return
 
     async def _failed(self, job: Job, exc: Exception) -> str:
-        from app.pipelines.common import close_abandoned_check_run, will_retry
-
         error = describe(exc)
-        if will_retry(job, exc):
+        if will_retry(job.attempts, job.max_attempts, exc):
             delay = retry_backoff(job.attempts, self.retry_base_seconds)
             log.warning("job %d: transient failure (%s); retry %d in %.0fs", job.id, error, job.attempts + 1, delay)
             await self.store.retry_job(job.id, self.owner, error, time.time() + delay)
@@ -287,10 +294,11 @@ class Worker:
         log.error("job %d failed: %s", job.id, error, exc_info=not is_transient(exc))
         # The check run the job opened is completed before the job is marked failed, so nothing the
         # job started stays `in_progress`; bounded, so the lease (no longer renewed) still holds.
-        try:
-            await asyncio.wait_for(close_abandoned_check_run(self.context_factory(job), exc), self.lease_seconds / 2)
-        except asyncio.TimeoutError:
-            log.warning("job %d: completing its check run took too long; left to a re-run", job.id)
+        if self.on_give_up is not None:
+            try:
+                await asyncio.wait_for(self.on_give_up(self.context_factory(job), exc), self.lease_seconds / 2)
+            except asyncio.TimeoutError:
+                log.warning("job %d: completing its check run took too long; left to a re-run", job.id)
         await self._finish(job, JobState.failed, error=error)
         return "failed"
 

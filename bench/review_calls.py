@@ -1,9 +1,10 @@
-"""Benchmark: GitHub REST calls per automatic review, and the brief's size against its budget (DESIGN §5).
+"""Benchmark: GitHub REST calls per automatic review, and the brief's size against its budget
+(docs/architecture.md, "Performance targets").
 
     .venv/bin/python bench/review_calls.py                # PRs of 10, 100 and 1,000 files
     .venv/bin/python bench/review_calls.py --files 100    # one size
 
-Part 1 runs the real review pipeline (worker, `default_pipelines()`) in this process against the
+Part 1 runs the real review pipeline (worker, `app.runtime.PIPELINES`) in this process against the
 GitHub simulator (a PR built from a real git repository) and the Managed Agents simulator (a
 scripted coordinator that reports progress once and publishes two inline comments), first for
 `opened`, then for a `synchronize` after a push that changes three files (the agents report the
@@ -143,7 +144,7 @@ def _shape(path: str) -> str:
 
 
 def brief_sizes(sizes: list[int]) -> None:
-    from app.pipelines.brief import BriefInput, build_brief
+    from app.pipelines.review.brief import BriefInput, build_brief
     from app.pipelines.diff import FileChange
 
     patch = "@@ -10,12 +10,14 @@ def handler(request):\n" + "\n".join(

@@ -1,4 +1,5 @@
-"""Benchmark: many concurrent Managed Agents sessions watched by one process (DESIGN §5).
+"""Benchmark: many concurrent Managed Agents sessions watched by one process
+(docs/architecture.md, "Performance targets").
 
     .venv/bin/python bench/sessions.py                 # 100 and 500 sessions
     .venv/bin/python bench/sessions.py --sessions 50   # one size

@@ -136,7 +136,7 @@ def deliver(webhook_client) -> Deliverer:
 class AppStack:
     """prmedic as `prmedic serve` wires it (server, store, worker, pipelines), against the GitHub and
     Managed Agents simulators: `deliver(event, payload)` posts a signed delivery to the real server,
-    `run_jobs()` runs the worker with `default_pipelines()` until nothing is left to do."""
+    `run_jobs()` runs the worker with the shipped pipelines (`app.runtime.PIPELINES`) until nothing is left to do."""
 
     def __init__(self, services, deliver: Deliverer, github, agents) -> None:
         self.services = services

@@ -15,7 +15,7 @@ import aiohttp
 from conftest import delivery_headers
 from review_helpers import REPO, PullRequestRepo, review_script
 
-from app.pipelines.publish import SUMMARY_MARKER
+from app.pipelines.review.publish import SUMMARY_MARKER
 
 
 def _free_port() -> int:

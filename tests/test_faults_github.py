@@ -11,7 +11,7 @@ from test_fix_pipeline import Project, fix_script, propose
 from test_fix_pipeline import REPO as FIX_REPO
 
 from app.github.client import safe_to_repeat
-from app.pipelines.common import give_up_reason
+from app.pipelines.checks import give_up_reason
 from app.settings import Settings
 from app.store import JobState
 from app.worker import MAX_RETRY_DELAY, retry_backoff

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.pipelines.ci_logs import collapse_repeats, log_lines, trim_log
-from app.pipelines.patches import (
+from app.pipelines.fix.ci_logs import collapse_repeats, log_lines, trim_log
+from app.pipelines.fix.patches import (
     HunkMismatch, PatchError, TreeEntry, apply_patch, check_patch, parse_patch,
 )
 

@@ -210,7 +210,7 @@ async def test_a_post_answered_502_is_not_repeated_blindly(github_app, github_se
 
 
 async def test_ci_log_downloads_follow_the_clients_retry_policy(github_app, github_server, sleeps):
-    from app.pipelines.ci_logs import download_job_log
+    from app.pipelines.fix.ci_logs import download_job_log
     from app.tools import ToolError
 
     state = github_server.state

@@ -8,8 +8,8 @@ from review_helpers import HEAD_FILES, REPO, PullRequestRepo, review_script
 from test_fix_pipeline import REPO as FIX_REPO
 from test_fix_pipeline import Project, fix_script
 
-from app.pipelines.fix_delivery import FIX_MARKER
-from app.pipelines.publish import SUMMARY_MARKER
+from app.pipelines.fix.delivery import FIX_MARKER
+from app.pipelines.review.publish import SUMMARY_MARKER
 from app.store import JobState
 
 try:

@@ -1,6 +1,7 @@
 """The review pipeline end to end: GitHub's `pull_request` example delivered to the real server, the
-worker running `default_pipelines()`, scripted agents on the Managed Agents simulator, and the
-GitHub simulator checking every request against GitHub's OpenAPI description."""
+worker running the shipped pipelines (`app.runtime.PIPELINES`), scripted agents on the Managed
+Agents simulator, and the GitHub simulator checking every request against GitHub's OpenAPI
+description."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import asyncio
 
 from review_helpers import REPO, PullRequestRepo, github_calls, review_script
 
-from app.pipelines.brief import DEFAULT_BUDGET_TOKENS, estimate_tokens
-from app.pipelines.publish import SUMMARY_MARKER
+from app.pipelines.review.brief import DEFAULT_BUDGET_TOKENS, estimate_tokens
+from app.pipelines.review.publish import SUMMARY_MARKER
 from app.store import JobState
 
 try:

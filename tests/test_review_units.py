@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from app.pipelines.brief import BriefInput, Incremental, build_brief, estimate_tokens
+from app.pipelines.review.brief import BriefInput, Incremental, build_brief, estimate_tokens
+from app.pipelines.checks import ProgressReporter
 from app.pipelines.diff import FileChange, matches_any, parse_patch
-from app.pipelines.publish import fingerprint, placement_problem
-from app.pipelines.review import skip_reason
-from app.pipelines.risk import riskiest_first
+from app.pipelines.review.publish import fingerprint, placement_problem
+from app.pipelines.review.pipeline import skip_reason
+from app.pipelines.review.risk import riskiest_first
 from app.repo_config import RepoConfig
-from app.tools import ProgressReporter
 from app.tools.schemas import ReviewComment
 
 PATCH = "@@ -8,6 +8,6 @@ def f():\n ctx8\n ctx9\n-old10\n+new10\n ctx11\n\n ctx13\n@@ -40,2 +40,3 @@\n ctx40\n ctx41\n+added42"
@@ -169,7 +169,7 @@ async def test_progress_right_after_the_check_run_was_created_waits_and_is_not_s
 
 
 def test_posted_text_never_carries_a_token():
-    from app.pipelines.publish import Finding, inline_body
+    from app.pipelines.review.publish import Finding, inline_body
 
     body = inline_body(Finding(comment(body=f"The log prints {FAKE_PAT} in clear."), "0" * 16))
     assert "ghp_" not in body and "[redacted]" in body

@@ -9,10 +9,11 @@ import time
 import pytest
 
 from app.github.client import GitHubApp
+from app.pipelines.checks import ProgressReporter, start_check_run
 from app.sessions import SessionFailed, SessionRetryable, SessionRuntime, SessionSettings, SessionSpec
 from app.sessions import runner as runner_module
 from app.store import Delivery, JobKind, JobState, NewJob
-from app.tools import ProgressReporter, ToolContext, ToolError, ToolRegistry, default_registry, start_check_run
+from app.tools import ToolContext, ToolError, ToolRegistry, default_registry
 from app.tools.schemas import TOOL_INPUTS, PublishReviewInput, ReportProgressInput
 
 try:
@@ -451,14 +452,14 @@ async def test_worker_restart_resumes_and_runs_each_tool_once(managed_agents, st
     elif moment == "just_answered":
         first.on_event = lambda sid, ev: task.cancel() if ev.type == "user.custom_tool_result" else None
     else:
-        real_send = runner_module._SessionRun._send
+        real_send = runner_module.SessionRun._send
 
         async def dying_send(self, event_id, event):
             if event["type"] == "user.custom_tool_result":
                 raise asyncio.CancelledError()  # stored, but the process died before sending
             await real_send(self, event_id, event)
 
-        monkeypatch.setattr(runner_module._SessionRun, "_send", dying_send)
+        monkeypatch.setattr(runner_module.SessionRun, "_send", dying_send)
 
     task = asyncio.create_task(first.run(spec_for(job, agent), ToolContext(job=job, store=store),
                                          token_provider=static_token()))

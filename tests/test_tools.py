@@ -106,8 +106,8 @@ def test_start_side_is_checked_like_side():
 
 async def test_a_tool_of_another_kind_of_job_is_refused_with_what_to_do_instead(store):
     registry = default_registry()
-    review = ToolContext(job=job(JobKind.review), store=store, services={"review": object()})
-    fix = ToolContext(job=job(JobKind.fix), store=store, services={"fix": object(), "ci_logs": object()})
+    review = ToolContext(job=job(JobKind.review), store=store, review=object())
+    fix = ToolContext(job=job(JobKind.fix), store=store, fix=object(), ci_logs=object())
     answer = await registry.call(review, "propose_fix", {"title": "t", "patch": "p"})
     assert answer.is_error and "`suggestion`" in answer.text
     assert answer.text.startswith("propose_fix does not apply to this review job; nothing was done.")

@@ -1,4 +1,5 @@
-"""Create or update the agents and environments on Anthropic, by content hash (DESIGN §3.4).
+"""Create or update the agents and environments on Anthropic, by content hash
+(docs/architecture.md, "Agents and environments").
 
 Each definition becomes one request body. Its hash (sha256 of the canonical JSON) is kept in the
 object's `metadata` (`prmedic_name`, `prmedic_hash`) and in the store (`agent:<name>`,

@@ -1,32 +1,11 @@
-"""Pipelines turn a job into GitHub writes. Each job kind has at most one."""
+"""Pipelines turn a job into GitHub writes; each job kind has at most one, and the table of them
+is wired where the process is (`app.runtime.PIPELINES`).
 
-from __future__ import annotations
+One folder per feature (`review/`, `fix/`); what they share stays here: the job context
+(`context`), the check run's lifecycle (`checks`), the agent session (`session`), diffs (`diff`)
+and Markdown helpers (`markdown`).
+"""
 
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from app.pipelines.context import JobContext, Pipeline, PipelineRun
 
-from app.store import Job, Store
-
-Pipeline = Callable[["JobContext"], Awaitable[dict[str, Any] | None]]
-
-
-@dataclass
-class JobContext:
-    """What a pipeline gets: its job and the services it may use."""
-
-    job: Job
-    store: Store
-    github: Any = None
-    settings: Any = None
-    services: dict[str, Any] = field(default_factory=dict)
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("prmedic.pipeline"))
-
-
-def default_pipelines() -> dict[str, Pipeline]:
-    """The pipelines this version ships. A kind missing here is marked `no_pipeline`, visibly."""
-    from app.pipelines.fix import fix_pipeline
-    from app.pipelines.review import review_pipeline
-
-    return {"fix": fix_pipeline, "review": review_pipeline}
+__all__ = ["JobContext", "Pipeline", "PipelineRun"]

@@ -1,4 +1,7 @@
-"""The store interface: every backend (SQLite now, PostgreSQL later) implements it."""
+"""The store interface: every backend (SQLite now, PostgreSQL later) implements it.
+
+A backend imports this module and `app.store.models`, never the package's face (`app.store`),
+which imports the backends (docs/architecture.md, "The store")."""
 
 from __future__ import annotations
 
@@ -235,11 +238,3 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def fix_outcome_counts(self) -> dict[str, int]:
         """outcome → number of fixes."""
-
-
-def open_store(database_url: str) -> Store:
-    if database_url.startswith("sqlite:///"):
-        from app.store.sqlite import SQLiteStore
-
-        return SQLiteStore(database_url.removeprefix("sqlite:///"))
-    raise ValueError(f"unsupported database URL: {database_url.split(':', 1)[0]}")

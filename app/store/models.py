@@ -1,4 +1,4 @@
-"""What the store keeps: deliveries, installations and jobs."""
+"""What the store keeps: deliveries, jobs, installations, agent sessions and tool calls, reviews, fixes."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""Custom tools the coordinator agent calls (DESIGN §3.3); the contract is `schemas.CUSTOM_TOOLS`."""
+"""Custom tools the coordinator agent calls; the contract is `schemas.CUSTOM_TOOLS`
+(docs/architecture.md, "Custom tools")."""
 
 from app.tools.catalog import catalog_tool, handler_of, unhandled
-from app.tools.progress import ProgressReporter, complete_check_run, report_progress, start_check_run
-from app.tools.registry import Tool, ToolAnswer, ToolContext, ToolError, ToolRegistry, describe_validation_error
+from app.tools.progress import report_progress
+from app.tools.registry import (Progress, Tool, ToolAnswer, ToolContext, ToolError, ToolRegistry,
+                                describe_validation_error)
 from app.tools.schemas import CUSTOM_TOOLS, CustomTool
 
 
@@ -14,7 +16,6 @@ def default_registry() -> ToolRegistry:
 
 
 __all__ = [
-    "CUSTOM_TOOLS", "CustomTool", "ProgressReporter", "Tool", "ToolAnswer", "ToolContext", "ToolError", "ToolRegistry",
-    "catalog_tool", "complete_check_run", "default_registry", "describe_validation_error", "handler_of",
-    "report_progress", "start_check_run", "unhandled",
+    "CUSTOM_TOOLS", "CustomTool", "Progress", "Tool", "ToolAnswer", "ToolContext", "ToolError", "ToolRegistry",
+    "catalog_tool", "default_registry", "describe_validation_error", "handler_of", "report_progress", "unhandled",
 ]

@@ -3,15 +3,16 @@
 Agent definitions (`custom_tools:` in `agents/*.md`) may name only tools of this table, and every
 registry built by `default_registry()` answers all of them, so an agent is never offered a tool
 the app cannot run. A tool whose handler needs what only one kind of job provides (`needs`: the
-`ToolContext.services` entry its pipeline adds, e.g. the review for `publish_review`) is refused
-in other jobs with `instead`: what to do in its place.
+`ToolContext` attribute its pipeline sets, e.g. `review` for `publish_review`) is refused in
+other jobs with `instead`: what to do in its place.
 
 Handlers are named `module:function` and imported on first use: the pipelines that hold them
-import `app.tools` themselves.
+import `app.tools` themselves, so the tools never import a pipeline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 from typing import Any
@@ -35,6 +36,8 @@ def handler_of(name: str) -> Any:
         raise LookupError(f"the handler of {name!r} ({tool.handler}) cannot be loaded: {exc}") from exc
     if not callable(handler):
         raise LookupError(f"the handler of {name!r} ({tool.handler}) is not callable")
+    if tool.needs is not None and tool.needs not in {f.name for f in dataclasses.fields(ToolContext)}:
+        raise LookupError(f"{name!r} needs {tool.needs!r}, which a tool's context never has")
     return handler
 
 
@@ -55,7 +58,7 @@ def catalog_tool(name: str) -> Tool:
     spec = CUSTOM_TOOLS[name]
 
     async def run(ctx: ToolContext, args: BaseModel) -> str:
-        if spec.needs is not None and spec.needs not in ctx.services:
+        if spec.needs is not None and getattr(ctx, spec.needs) is None:
             kind = getattr(ctx.job.kind, "value", ctx.job.kind)
             raise ToolError(f"{spec.name} does not apply to this {kind} job; nothing was done. {spec.instead}")
         return await handler_of(spec.name)(ctx, args)

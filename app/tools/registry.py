@@ -1,4 +1,4 @@
-"""Custom tools (DESIGN §3.3): name → (pydantic input model, async handler).
+"""Custom tools: name → (pydantic input model, async handler) (docs/architecture.md, "Custom tools").
 
 The session runner hands every `agent.custom_tool_use` to `ToolRegistry.call`, which validates
 the input and runs the handler. The answer is always a short text plus an `is_error` flag:
@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import pydantic
 from gidgethub import BadRequest
@@ -34,6 +34,15 @@ from app.errors import PermanentError, is_transient
 from app.logs import redact
 from app.store import Job, Store, StoreUnavailable
 from app.tools.schemas import split_unknown
+
+if TYPE_CHECKING:  # the pipelines' own state, named for the reader; never imported at run time
+    from gidgethub.abc import GitHubAPI
+
+    from app.pipelines.context import PipelineRun
+    from app.pipelines.fix.ci_logs import CiLogs
+    from app.pipelines.fix.propose import FixTarget
+    from app.pipelines.review.endings import ReviewPosts
+    from app.pipelines.review.publish import ReviewSession
 
 log = logging.getLogger("prmedic.tools")
 
@@ -45,20 +54,34 @@ class ToolError(Exception):
     """The call was understood but refused; the message goes back to the agent as is."""
 
 
+class Progress(Protocol):
+    """Where `report_progress` goes: the job's check run (`app.pipelines.checks.ProgressReporter`)."""
+
+    async def report(self, message: str, done: list[str] | None = None, todo: list[str] | None = None) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass
 class ToolContext:
-    """What a tool handler gets: its job and the services it may use.
+    """What a tool handler gets: its job, the pipeline run it belongs to, and that pipeline's own
+    state. A tool that works on a state its job does not have (e.g. `publish_review` without a
+    review) is refused before its handler runs (`CustomTool.needs`).
 
     `github()` returns an installation client (gidgethub) for the job's installation.
     """
 
     job: Job
     store: Store
-    github: Callable[[], Awaitable[Any]] | None = None
+    github: Callable[[], Awaitable[GitHubAPI]] | None = None
     check_run_id: int | None = None
     session_id: str | None = None
-    progress: Any = None  # a ProgressReporter (app.tools.progress), when the pipeline made one
-    services: dict[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None  # the check run's reporter, when the pipeline opened one
+    run: PipelineRun | None = None
+    review: ReviewSession | None = None  # a review job: what publish_review publishes
+    review_posts: ReviewPosts | None = None  # a review job: review POSTs whose answer was lost
+    fix: FixTarget | None = None  # a fix job: what propose_fix checks and delivers
+    ci_logs: CiLogs | None = None  # a fix job: the failing checks read_ci_log reads
 
     @property
     def repo(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.logs import redact
+from app.tools.comments import upsert_comment
 from app.tools.registry import ToolContext, ToolError
 from app.tools.schemas import ReplyInput
 
@@ -11,8 +12,6 @@ REPLY_MAX = 60_000  # GitHub refuses comment bodies over 65,536 characters
 
 
 async def reply(ctx: ToolContext, args: ReplyInput) -> str:
-    from app.pipelines.fix_delivery import upsert_comment  # the pipelines import app.tools
-
     number = ctx.job.pr_number
     if number is None or ctx.github is None:
         raise ToolError("This job has no pull request to reply on; say it in your final report_progress instead.")

@@ -1,5 +1,6 @@
-"""The custom-tool contract (DESIGN §3.3): the input models, and `CUSTOM_TOOLS`, the one table of
-every tool (name → input model, description, handler) that definitions and registries are built from.
+"""The custom-tool contract (docs/architecture.md, "Custom tools"): the input models, and
+`CUSTOM_TOOLS`, the one table of every tool (name → input model, description, handler) that
+definitions and registries are built from.
 
 The models' JSON schemas are what the agent definitions send as `input_schema`; the session runner
 validates every `agent.custom_tool_use` against them. Names and fields are the contract: add
@@ -187,7 +188,7 @@ class CustomTool:
     input_model: type[BaseModel]
     description: str  # what the agent reads; the input schema adds the per-field descriptions
     handler: str  # "module:function", an async (ToolContext, input) -> str
-    needs: str | None = None  # the ToolContext service the handler works on; absent → refused
+    needs: str | None = None  # the ToolContext attribute the handler works on; None there → refused
     instead: str = ""  # the refusal's advice, when `needs` is absent
 
     def param(self) -> dict[str, Any]:
@@ -210,7 +211,7 @@ CUSTOM_TOOLS: dict[str, CustomTool] = {tool.name: tool for tool in (
         "of the pull request's diff with a severity. Call it at most once per job, after you have checked every "
         "finding. Comments on lines outside the diff are folded into the summary. The answer gives the review's URL "
         "and what was folded; an error says what to fix before calling again.",
-        "app.pipelines.publish:publish_review", needs="review",
+        "app.pipelines.review.publish:publish_review", needs="review",
         instead="Only a review job publishes a review. Deliver a fix with propose_fix, and say anything else with "
                 "reply or in your final report_progress."),
     CustomTool(
@@ -219,7 +220,7 @@ CUSTOM_TOOLS: dict[str, CustomTool] = {tool.name: tool for tool in (
         "paths relative to that root). The app checks the paths and size, applies it to the pull request's head "
         "commit, and opens a fix pull request (or pushes, if the repository's config says so). The answer is the "
         "URL, or the reason it was refused (e.g. a hunk does not apply) so you can correct it.",
-        "app.pipelines.fix:propose_fix", needs="fix",
+        "app.pipelines.fix.propose:propose_fix", needs="fix",
         instead="Only a fix job (a failing CI check) delivers patches. In a review, put the fix in the finding's "
                 "`suggestion` (publish_review) or describe it in the comment's body."),
     CustomTool(
@@ -227,7 +228,7 @@ CUSTOM_TOOLS: dict[str, CustomTool] = {tool.name: tool for tool in (
         "Read a slice of a failing CI job's log, by the job id or check run id named in the task message (exactly "
         "one of the two). Page through long logs with start_line and max_lines; start near the end, where failures "
         "usually are, if the task message does not point elsewhere.",
-        "app.pipelines.ci_logs:read_ci_log", needs="ci_logs",
+        "app.pipelines.fix.ci_logs:read_ci_log", needs="ci_logs",
         instead="Only a fix job has failing CI logs to read. Run the project's tests in the container (through the "
                 "tester) to see failures yourself."),
     CustomTool(

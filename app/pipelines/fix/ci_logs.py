@@ -288,10 +288,11 @@ class CiLogs:
 
 
 async def read_ci_log(ctx: ToolContext, args: ReadCiLogInput) -> str:
-    logs: CiLogs = ctx.services["ci_logs"]
+    logs, github = ctx.ci_logs, ctx.github
+    assert logs is not None and github is not None  # CustomTool.needs; the fix pipeline sets both
     check = logs.find(args)
     if check.log is None and check.job_id is not None:
-        await _load_log(await ctx.github(), logs.repo, check)
+        await _load_log(await github(), logs.repo, check)
     if check.log is None:
         return f"{check.name} has no log to read; its output was:\n{check.summary or check.log_error or '(none)'}"
     total = len(check.log)

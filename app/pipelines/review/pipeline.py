@@ -1,6 +1,6 @@
 """The review pipeline: a `pull_request` event → one review with inline comments, and a check run.
 
-GitHub calls of an automatic review of a PR with ≤ 100 files (DESIGN §5, at most 6):
+GitHub calls of an automatic review of a PR with ≤ 100 files (at most 6):
 config (1) · check run created (1) · changed files (1 per 100) · the review (1) · on a re-review
 the summary updated in place (1) · check run completed (1). The PR itself comes from the
 payload; earlier findings and the last reviewed commit come from the store, so GitHub's review
@@ -24,20 +24,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.agents.definitions import MAX_EXTRA_INSTRUCTIONS_CHARS
+from app.errors import will_retry
 from app.logs import redact
-from app.pipelines import JobContext
-from app.pipelines.brief import Brief, BriefInput, Incremental, build_brief
-from app.pipelines.common import (CHECK_NAMES, RERUN_HINTS, PipelineRun, config_problems_markdown, cost_and_duration,
-                                  finish_check, find_check_run, known_check_run, open_check_run, prepare, run_agents,
-                                  will_retry)
+from app.pipelines.checks import CHECK_NAMES, RERUN_HINTS, complete_check, complete_known_check, finish_check, \
+    open_check_run
+from app.pipelines.context import JobContext, PipelineRun, config_problems_markdown, prepare
 from app.pipelines.diff import FileChange, fetch_pull_files, looks_generated, matches_any
-from app.pipelines.publish import Published, ReviewSession, counts_line, existing_findings, tests_table
-from app.pipelines.review_endings import (RefusedPublish, ReviewPosts, WatchedTools, publish_refused,
+from app.pipelines.review.brief import Brief, BriefInput, Incremental, build_brief
+from app.pipelines.review.endings import (RefusedPublish, ReviewPosts, WatchedTools, publish_refused,
                                           publish_review_once, unfinished_reason)
+from app.pipelines.review.publish import Published, ReviewSession, counts_line, existing_findings, tests_table
+from app.pipelines.session import cost_and_duration, run_agents, tool_context
 from app.repo_config import SEVERITY_ORDER, RepoConfig
 from app.sessions import SessionOutcome
 from app.store import JobState, PullReviewState
-from app.tools import ToolContext, default_registry
+from app.tools import default_registry
 from app.tools.schemas import PublishReviewInput
 
 log = logging.getLogger("prmedic.review")
@@ -124,11 +125,6 @@ def incomplete_conclusion(config: RepoConfig, published: Published | None) -> st
     return "failure" if conclusion_for(config, published)[0] == "failure" else "neutral"
 
 
-async def _bot_login(ctx: JobContext) -> str | None:
-    slug = getattr(ctx.settings, "app_slug", None) or await ctx.store.get_meta("app_slug")
-    return f"{slug}[bot]" if slug else None
-
-
 async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
     job, payload = ctx.job, ctx.job.payload
     pr = payload["pull_request"]
@@ -141,7 +137,9 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
     stored = await ctx.store.get_pull_review(job.repo, job.pr_number)
     if stored and stored.head_sha == job.head_sha and not force:
         if stored.job_id == job.id:  # a retry after this job had already published
-            await _complete_known_check(run, stored)
+            link = f": {stored.summary_review_url}" if stored.summary_review_url else ""
+            await complete_known_check(run, stored.conclusion or "neutral", "Review published",
+                                       f"The review was published{link}; the job was interrupted afterwards.")
         return {"skipped": f"commit {job.head_sha[:7]} was already reviewed"}
     reason = skip_reason(config, pr, trigger, force=force)
     if reason:
@@ -159,7 +157,7 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
     state = stored or PullReviewState(repo=job.repo, pr_number=job.pr_number)
     if stored is None and trigger != "opened":
         fingerprints, lines, review_id = await existing_findings(run.gh, job.repo, job.pr_number,
-                                                                 await _bot_login(ctx))
+                                                                 ctx.bot_login)
         state.fingerprints, state.findings, state.summary_review_id = sorted(fingerprints), lines, review_id
 
     await open_check_run(run, CHECK_NAME, job.head_sha)
@@ -167,7 +165,7 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
                                    incremental=incremental, prior_findings=state.findings, listed_files=len(files)))
     rs = ReviewSession(repo=job.repo, pr_number=job.pr_number, head_sha=job.head_sha, base_sha=pr.get("base_sha"),
                        files={c.path: c for c in files}, config=config, state=state,
-                       web_url=getattr(ctx.settings, "github_web_url", None) or "https://github.com",
+                       web_url=(ctx.settings.github_web_url if ctx.settings else None) or "https://github.com",
                        incremental=incremental, config_errors=errors)
     posts = ReviewPosts()
     tools = WatchedTools(default_registry())
@@ -175,14 +173,14 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
     try:
         outcome = await run_agents(run, task=brief.text, tools=tools, budget_usd=config.budget.review_usd,
                                    extra_instructions=repo_instructions(config, reviewed),
-                                   services={"review": rs, "review_posts": posts},
+                                   review=rs, review_posts=posts,
                                    repo_language=(job.payload.get("repository") or {}).get("language"),
                                    title=f"prmedic review {job.repo}#{job.pr_number} @ {job.head_sha[:7]}")
     except asyncio.CancelledError:
         await _stopped(run)
         raise
     except Exception as exc:
-        if not will_retry(job, exc):
+        if not will_retry(job.attempts, job.max_attempts, exc):
             await _gave_up(run, rs, brief, tools.refused, posts, exc)
         raise
     return await _finish(run, rs, brief, outcome, tools.refused, posts)
@@ -196,7 +194,7 @@ async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
         # finished its review, whatever its last message says.
         unfinished = unfinished_reason(outcome, refused)
         if refused is not None:
-            salvage = await publish_refused(_tool_context(run, rs, posts), refused)
+            salvage = await publish_refused(tool_context(run, review=rs, review_posts=posts), refused)
     published = rs.published
     conclusion, title = conclusion_for(run.config, published)
     if unfinished:
@@ -232,11 +230,6 @@ def _title(reason: str, published: Published | None) -> str:
     if published is not None:
         title += f"; {len(published.findings)} finding(s) published from its refused review"
     return title
-
-
-def _tool_context(run: PipelineRun, rs: ReviewSession, posts: ReviewPosts) -> ToolContext:
-    return ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
-                       services={"run": run, "review": rs, "review_posts": posts})
 
 
 def _quote(text: str) -> str:
@@ -294,7 +287,7 @@ async def _skip(run: PipelineRun, reason: str) -> dict[str, Any]:
     summary = f"prmedic did not review this pull request: {reason}."
     if run.loaded.errors:
         summary += "\n\n" + config_problems_markdown(run.loaded.errors)
-    await _completed_check(run, "skipped", f"Skipped: {reason}"[:200], summary)
+    await complete_check(run, CHECK_NAME, "skipped", f"Skipped: {reason}"[:200], summary)
     return {"skipped": reason}
 
 
@@ -303,33 +296,11 @@ async def _carry_over(run: PipelineRun, stored: PullReviewState, inc: Incrementa
     link = f" ([review]({stored.summary_review_url}))" if stored.summary_review_url else ""
     summary = (f"No reviewed file changed since `{inc.since_sha[:7]}`, so its review{link} stands "
                f"(conclusion: {conclusion}).")
-    await _completed_check(run, conclusion, f"Unchanged since {inc.since_sha[:7]}: the earlier review stands", summary)
+    await complete_check(run, CHECK_NAME, conclusion, f"Unchanged since {inc.since_sha[:7]}: the earlier review stands",
+                         summary)
     stored.head_sha, stored.job_id = run.job.head_sha, run.job.id
     await run.ctx.store.save_pull_review(stored)
     return {"skipped": f"no reviewed file changed since {inc.since_sha[:7]}", "conclusion": conclusion}
-
-
-async def _completed_check(run: PipelineRun, conclusion: str, title: str, summary: str) -> None:
-    """Complete this job's check run (an earlier attempt may have opened one), or post it completed."""
-    run.check_run_id = run.check_run_id or await known_check_run(run)
-    if run.check_run_id is None and run.job.attempts > 1:  # an earlier attempt's POST may have landed unanswered
-        found = await find_check_run(run.gh, run.job, CHECK_NAME, run.job.head_sha)
-        run.check_run_id = int(found["id"]) if found else None
-    if run.check_run_id is not None:
-        await finish_check(run, conclusion, title, summary)
-        return
-    await run.gh.post(f"/repos/{run.repo}/check-runs", data={
-        "name": CHECK_NAME, "head_sha": run.job.head_sha, "status": "completed", "conclusion": conclusion,
-        "external_id": f"prmedic-job-{run.job.id}", "output": {"title": title, "summary": redact(summary)}})
-
-
-async def _complete_known_check(run: PipelineRun, stored: PullReviewState) -> None:
-    known = await known_check_run(run)
-    if known:
-        run.check_run_id = known
-        link = f": {stored.summary_review_url}" if stored.summary_review_url else ""
-        await finish_check(run, stored.conclusion or "neutral", "Review published",
-                           f"The review was published{link}; the job was interrupted afterwards.")
 
 
 async def _stopped(run: PipelineRun) -> None:
@@ -354,7 +325,9 @@ async def _gave_up(run: PipelineRun, rs: ReviewSession, brief: Brief, refused: R
     try:
         agents_published = rs.published is not None
         refused = None if agents_published else refused
-        salvage = await publish_refused(_tool_context(run, rs, posts), refused) if refused is not None else None
+        salvage = None
+        if refused is not None:
+            salvage = await publish_refused(tool_context(run, review=rs, review_posts=posts), refused)
         reason = unfinished_reason(None, refused, exc)
         published = rs.published
         conclusion = incomplete_conclusion(run.config, published)

@@ -11,9 +11,10 @@ from gidgethub import BadRequest
 
 from app.logs import redact
 from app.pipelines.diff import FileChange
-from app.pipelines.publish import fence_ticks
-from app.pipelines.patches import Change, FilePatch, TreeEntry
+from app.pipelines.fix.patches import Change, FilePatch, TreeEntry
+from app.pipelines.markdown import fence, fence_ticks
 from app.tools import ToolError
+from app.tools.comments import upsert_comment
 
 FIX_MARKER = "<!-- prmedic:fix -->"
 
@@ -151,25 +152,14 @@ def no_fix_comment(t: Any, why: str, final_message: str | None) -> str:
     return redact("\n\n".join(parts)) + "\n"
 
 
-async def upsert_comment(gh: Any, repo: str, number: int, body: str, marker: str = FIX_MARKER) -> str:
-    """Post prmedic's marker-tagged comment on the PR, or update the one posted before."""
-    body = f"{marker}\n{body}"
-    async for comment in gh.getiter(f"/repos/{repo}/issues/{number}/comments?per_page=100"):
-        if marker in (comment.get("body") or "") and (comment.get("user") or {}).get("type") == "Bot":
-            updated = await gh.patch(f"/repos/{repo}/issues/comments/{comment['id']}", data={"body": body})
-            return updated["html_url"]
-    created = await gh.post(f"/repos/{repo}/issues/{number}/comments", data={"body": body})
-    return created["html_url"]
+async def upsert_fix_comment(gh: Any, repo: str, number: int, body: str) -> str:
+    """Post the fix comment on the PR (one per PR, updated in place); its URL."""
+    return await upsert_comment(gh, repo, number, body, marker=FIX_MARKER)
 
 
 # ---------------------------------------------------------------------------------------------
 # fork PRs: nothing is pushed; the fix is offered
 # ---------------------------------------------------------------------------------------------
-
-
-def fence(text: str, lang: str = "") -> str:
-    ticks = fence_ticks(text)
-    return f"{ticks}{lang}\n{text.rstrip(chr(10))}\n{ticks}"
 
 
 def suggestion_comments(files: list[FilePatch], starts: dict[str, list[int]],

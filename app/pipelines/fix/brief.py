@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from app.pipelines.ci_logs import FailingCheck, excerpt
+from app.pipelines.fix.ci_logs import FailingCheck, excerpt
 
 LOG_BUDGET_TOKENS = 24_000
 MIN_LOG_TOKENS = 2_000

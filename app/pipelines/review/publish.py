@@ -1,4 +1,4 @@
-"""`publish_review` (DESIGN §3.3): one review per run, every inline comment placeable.
+"""`publish_review`: one review per run, every inline comment placeable.
 
 What happens to each comment the coordinator sends, in order:
 1. below the repository's `min_severity` → not published (counted in the summary);
@@ -29,8 +29,9 @@ from urllib.parse import quote
 from gidgethub import BadRequest, HTTPException
 
 from app.logs import redact
-from app.pipelines.brief import Incremental
 from app.pipelines.diff import FileChange
+from app.pipelines.markdown import fence_ticks
+from app.pipelines.review.brief import Incremental
 from app.repo_config import SEVERITY_ORDER, RepoConfig
 from app.store import PullReviewState
 from app.tools import ToolContext, ToolError
@@ -51,7 +52,7 @@ FINDINGS_REMEMBERED = 200
 
 @dataclass
 class ReviewSession:
-    """What the review pipeline hands the tool (ToolContext.services["review"])."""
+    """What the review pipeline hands the tool (`ToolContext.review`)."""
 
     repo: str
     pr_number: int
@@ -168,12 +169,6 @@ def is_range(comment: ReviewComment) -> bool:
     """A multi-line comment: a start line other than `line` on its side, or a start on the other side."""
     return comment.start_line is not None and (comment.start_line != comment.line
                                                or start_side_of(comment) != comment.side)
-
-
-def fence_ticks(text: str) -> str:
-    """A backtick fence longer than any run of backticks inside `text`."""
-    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
-    return "`" * max(3, longest + 1)
 
 
 def inline_body(finding: Finding) -> str:
@@ -314,7 +309,8 @@ def is_clean(result: Published) -> bool:
 
 
 async def publish_review(ctx: ToolContext, args: PublishReviewInput) -> str:
-    rs: ReviewSession = ctx.services["review"]
+    rs = ctx.review
+    assert rs is not None  # CustomTool.needs
     if rs.published is not None:
         raise ToolError(f"This run already published its review: {rs.published.url or 'no findings, nothing posted'}. A run publishes one review; "
                         "say anything else in your final message.")

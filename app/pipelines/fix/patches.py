@@ -1,5 +1,5 @@
-"""Unified diffs as `git diff` writes them: parse, check against the safety rules (DESIGN §4),
-and apply to file contents, strictly (no fuzz), the way `git apply` does.
+"""Unified diffs as `git diff` writes them: parse, check against the safety rules
+(docs/architecture.md, "Safety rules") and apply to file contents, strictly (no fuzz), the way `git apply` does.
 
 Everything here is pure: the caller fetches the files and writes the result.
 """

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.pipelines.diff import FileChange
-from app.pipelines.risk import Risk, riskiest_first
+from app.pipelines.review.risk import Risk, riskiest_first
 from app.repo_config import RepoConfig
 
 DEFAULT_BUDGET_TOKENS = 32_000

@@ -19,8 +19,8 @@ from gidgethub import HTTPException
 
 from app.errors import describe, is_transient
 from app.logs import redact
-from app.pipelines.common import give_up_reason
-from app.pipelines.publish import ReviewSession, publish_review
+from app.pipelines.checks import give_up_reason
+from app.pipelines.review.publish import ReviewSession, publish_review
 from app.sessions import SessionOutcome
 from app.tools import ToolAnswer, ToolContext, ToolError, ToolRegistry
 from app.tools.schemas import PublishReviewInput, ReviewComment, TestRun, split_unknown
@@ -51,8 +51,7 @@ class WatchedTools(ToolRegistry):
     async def call(self, ctx: ToolContext, name: str, raw: Any) -> ToolAnswer:
         answer = await super().call(ctx, name, raw)
         if name == "publish_review":
-            rs: ReviewSession | None = ctx.services.get("review")
-            published = rs is not None and rs.published is not None
+            published = ctx.review is not None and ctx.review.published is not None
             self.refused = RefusedPublish(raw, answer.text) if answer.is_error and not published else None
         return answer
 
@@ -124,10 +123,9 @@ class LandedReviews:
 
 async def publish_review_once(ctx: ToolContext, args: PublishReviewInput) -> str:
     """`publish_review`, with review POSTs that GitHub answered 5xx looked for before they count as
-    failed or are sent again (`ctx.services["review_posts"]`)."""
-    rs: ReviewSession = ctx.services["review"]
-    posts: ReviewPosts = ctx.services["review_posts"]
-    github = ctx.github
+    failed or are sent again (`ctx.review_posts`)."""
+    rs, posts, github = ctx.review, ctx.review_posts, ctx.github
+    assert rs is not None and posts is not None and github is not None  # the review pipeline sets them
 
     async def landed_aware() -> LandedReviews:
         return LandedReviews(await github(), rs, posts)
@@ -191,7 +189,8 @@ async def publish_refused(ctx: ToolContext, refused: RefusedPublish) -> str | No
     args, dropped = salvageable(refused.raw)
     if args is None:
         return "nothing in it was valid" + (f" ({', '.join(dropped)})" if dropped else "")
-    rs: ReviewSession = ctx.services["review"]
+    rs = ctx.review
+    assert rs is not None
     for attempt in (1, 2):  # once more after a passing GitHub failure: the session is over, nobody else will
         try:
             await publish_review_once(ctx, args)

@@ -1,0 +1,170 @@
+"""`propose_fix`: check the agents' patch against the pull request's head and deliver it (a fix PR,
+a pushed commit, or for forks suggestions / a patch comment); `FixTarget` is what it works on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from gidgethub import BadRequest, HTTPException
+
+from app.logs import redact
+from app.pipelines.diff import fetch_pull_files
+from app.pipelines.fix.delivery import (HeadMoved, Snapshot, create_commit, fast_forward, load_snapshot, open_fix_pr,
+                                        post_suggestions, put_fix_branch, read_blobs, suggestion_comments,
+                                        upsert_fix_comment)
+from app.pipelines.fix.patches import PatchError, apply_patch, check_patch, parse_patch, summarize
+from app.pipelines.markdown import fence
+from app.routing.fixes import fix_branch_name
+from app.store import FixProposal
+from app.tools import ToolContext, ToolError
+from app.tools.schemas import ProposeFixInput
+
+log = logging.getLogger("prmedic.pipeline.fix")
+
+
+@dataclass
+class FixTarget:
+    """Everything `propose_fix` needs to check and deliver a patch for this job."""
+
+    repo: str
+    pr_number: int
+    pr_url: str
+    head_sha: str  # the commit the session checked out; the patch applies to it
+    root_sha: str  # the PR head the attempts count against
+    expected_pr_head: str
+    head_ref: str
+    base_ref: str
+    delivery: str  # pull_request | push | offered
+    fix_branch: str | None  # prmedic's branch to fast-forward (following up on a fix PR), else None
+    attempt: int
+    max_attempts: int
+    allow_workflows: bool
+    max_patch_bytes: int
+    job_id: int
+    snapshot: Snapshot | None = None
+    delivered: FixProposal | None = None
+    refusals: list[str] = field(default_factory=list)
+
+
+async def propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
+    """Check the patch and deliver it; a refusal is remembered for the job's check run and comment."""
+    try:
+        return await _propose_fix(ctx, args)
+    except ToolError as exc:
+        assert ctx.fix is not None  # CustomTool.needs
+        ctx.fix.refusals.append(redact(str(exc)))
+        raise
+
+
+async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
+    t, github = ctx.fix, ctx.github
+    assert t is not None and github is not None  # CustomTool.needs; the fix pipeline sets both
+    if t.delivered is not None:
+        return f"A fix was already delivered in this job: {t.delivered.url}. Nothing more to do."
+    patch_bytes = len(args.patch.encode())
+    if patch_bytes > t.max_patch_bytes:
+        raise ToolError(f"The patch is {patch_bytes} bytes; this repository allows at most {t.max_patch_bytes} "
+                        "(fix.max_patch_bytes). Make a smaller change.")
+    try:
+        files = parse_patch(args.patch)
+    except PatchError as exc:
+        raise ToolError(f"The patch could not be read: {exc}") from None
+    gh = await github()
+    pr = await gh.getitem(f"/repos/{t.repo}/pulls/{t.pr_number}")
+    if pr["head"]["sha"] != t.expected_pr_head or pr.get("state") != "open":
+        moved = "was closed" if pr.get("state") != "open" else f"moved to {pr['head']['sha']}"
+        raise HeadMoved(f"The pull request's head {moved} while you worked (your checkout is at {t.head_sha}). "
+                        "Nothing was pushed. Do not call propose_fix again: a failing check on the new head starts "
+                        "a new fix job. End your turn with a short account of the fix you had verified.")
+    if t.snapshot is None:
+        t.snapshot = await load_snapshot(gh, t.repo, t.head_sha)
+    problems = check_patch(files, t.snapshot.entries, allow_workflows=t.allow_workflows, patch_bytes=patch_bytes,
+                           max_patch_bytes=t.max_patch_bytes)
+    if problems:
+        raise ToolError("The patch was refused; nothing was pushed:\n" + "\n".join(f"- {p}" for p in problems))
+    originals = await read_blobs(gh, t.repo, t.snapshot, [f.old_path for f in files if f.old_path])
+    starts: dict[str, list[int]] = {}
+    try:
+        changes = apply_patch(files, originals, t.snapshot.entries, starts)
+    except PatchError as exc:
+        raise ToolError(str(exc)) from None
+    if all(c.content is not None and c.content == originals.get(c.path) for c in changes):
+        raise ToolError("The patch changes nothing at the head commit.")
+    title, body = redact(args.title), redact(args.body)
+    if t.delivery == "offered":
+        proposal = await _offer(gh, t, pr, files, starts, title, body, redact(args.patch))
+        t.delivered = await ctx.store.record_fix_proposal(proposal)
+        return _answer(t, files, proposal)
+    proposal, comment = await _push(gh, t, changes, title, body)
+    # Recorded as soon as the fix is on GitHub, before the courtesy comment: its CI outcome must be
+    # settled, and counted against the cap, whatever happens to the comment.
+    t.delivered = await ctx.store.record_fix_proposal(proposal)
+    try:
+        await upsert_fix_comment(gh, t.repo, t.pr_number, comment)
+    except HTTPException as exc:
+        log.warning("%s#%s: the fix is delivered but the PR comment failed: %s", t.repo, t.pr_number, exc)
+    return _answer(t, files, proposal)
+
+
+async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str) -> tuple[FixProposal, str]:
+    """Commit the change and deliver it; returns the proposal and the comment to leave on the PR."""
+    sha = await create_commit(gh, t.repo, t.snapshot, changes, f"{title}\n\n{body}".strip())
+    common = dict(repo=t.repo, pr_number=t.pr_number, root_sha=t.root_sha, base_sha=t.head_sha, fix_sha=sha,
+                  job_id=t.job_id)
+    if t.delivery == "push":
+        await fast_forward(gh, t.repo, t.head_ref, sha, expected=t.head_sha)
+        url = f"{t.pr_url}/commits/{sha}"
+        return (FixProposal(branch=t.head_ref, delivery="push", url=url, **common),
+                _comment(t, f"pushed commit {sha[:7]} to `{t.head_ref}`", url, title, body))
+    branch = t.fix_branch or fix_branch_name(t.pr_number, t.root_sha)
+    await put_fix_branch(gh, t.repo, branch, sha, expected=t.head_sha if t.fix_branch else None)
+    fix_pr = await open_fix_pr(gh, t.repo, branch=branch, base=t.head_ref, title=title,
+                               body=f"{body}\n\n---\nFixes the failing CI of #{t.pr_number}. Opened by prmedic; "
+                                    "merge it into the pull request's branch to apply the fix.")
+    return (FixProposal(branch=branch, delivery="pull_request", url=fix_pr["html_url"], **common),
+            _comment(t, f"opened #{fix_pr['number']}", fix_pr["html_url"], title, body))
+
+
+async def _offer(gh: Any, t: FixTarget, pr: dict, files: list, starts: dict[str, list[int]], title: str,
+                 body: str, patch: str) -> FixProposal:
+    """Fork PRs: nothing is pushed anywhere; the fix is offered as suggestions, else as a patch."""
+    common = dict(repo=t.repo, pr_number=t.pr_number, root_sha=t.root_sha, base_sha=t.head_sha, job_id=t.job_id,
+                  outcome="offered")
+    comments = suggestion_comments(files, starts, await fetch_pull_files(gh, t.repo, t.pr_number))
+    if comments is not None:
+        try:
+            url = await post_suggestions(gh, t.repo, t.pr_number, t.head_sha,
+                                         f"**{title}**\n\n{body}\n\nprmedic cannot push to a fork; commit the "
+                                         "suggestions below to apply the fix.", comments)
+        except BadRequest as exc:  # GitHub would not place them: the patch comment below still offers the fix
+            log.warning("%s#%s: suggestions refused (%s); offering the patch instead", t.repo, t.pr_number,
+                        exc.status_code)
+        else:
+            await upsert_fix_comment(gh, t.repo, t.pr_number,
+                                     _comment(t, "suggested the fix in a review", url, title, body))
+            return FixProposal(delivery="suggestions", url=url, **common)
+    details = (f"<details><summary>The patch ({summarize(files)}); apply it with <code>git apply</code></summary>"
+               f"\n\n{fence(patch, 'diff')}\n\n</details>")
+    url = await upsert_fix_comment(gh, t.repo, t.pr_number,
+                                   _comment(t, "prepared a patch (this pull request comes from a fork, so prmedic "
+                                               "pushes nothing)", None, title, body, details))
+    return FixProposal(delivery="patch_comment", url=url, **common)
+
+
+def _comment(t: FixTarget, what: str, url: str | None, title: str, body: str, extra: str = "") -> str:
+    link = f" — {url}" if url else ""
+    return (f"### prmedic fixed the failing CI\n\nprmedic {what}{link} (attempt {t.attempt} of {t.max_attempts} for "
+            f"{t.root_sha[:7]}).\n\n**{title}**\n\n{body}\n\n{extra}").rstrip() + "\n"
+
+
+def _answer(t: FixTarget, files: list, proposal: FixProposal) -> str:
+    where = {"pull_request": f"Fix pull request: {proposal.url} (branch `{proposal.branch}`, "
+                             f"commit {proposal.fix_sha})",
+             "push": f"Pushed commit {proposal.fix_sha} to `{proposal.branch}`: {proposal.url}",
+             "suggestions": f"Offered as review suggestions (fork PR, nothing pushed): {proposal.url}",
+             "patch_comment": f"Offered as a patch comment (fork PR, nothing pushed): {proposal.url}"}[
+        proposal.delivery]
+    return (f"Fix delivered ({summarize(files)}). {where}. The original pull request has a comment linking it. "
+            "prmedic watches the fix's CI; you are done: end your turn with a short account.")

@@ -1,0 +1,96 @@
+"""The job's agent session: the team synced, the environment chosen, the session run with the
+pipeline's tools and its progress shown on the check run."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from app.agents.definitions import choose_environment, render_system_prompt
+from app.agents.sync import SyncedAgents, default_definitions, ensure_synced
+from app.errors import PermanentError
+from app.pipelines.checks import ProgressReporter
+from app.pipelines.context import PipelineRun
+from app.sessions import SessionFailed, SessionOutcome, SessionSpec
+from app.tools import ToolContext, ToolRegistry
+
+if TYPE_CHECKING:
+    from app.pipelines.fix.ci_logs import CiLogs
+    from app.pipelines.fix.propose import FixTarget
+    from app.pipelines.review.endings import ReviewPosts
+    from app.pipelines.review.publish import ReviewSession
+
+log = logging.getLogger("prmedic.pipeline")
+
+
+def cost_and_duration(outcome: SessionOutcome | None, run: PipelineRun) -> str:
+    cost = "unknown"
+    if outcome is not None and outcome.list_cost_cents is not None:
+        cost = f"${outcome.list_cost_cents / 100:.2f}"
+    return f"Cost (list price): {cost} · Duration: {run.elapsed()}"
+
+
+def tool_context(run: PipelineRun, *, progress: ProgressReporter | None = None, review: ReviewSession | None = None,
+                 review_posts: ReviewPosts | None = None, fix: FixTarget | None = None,
+                 ci_logs: CiLogs | None = None) -> ToolContext:
+    """What this run's tools work on: the job, its check run, and the pipeline's own state."""
+    return ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
+                       progress=progress, run=run, review=review, review_posts=review_posts, fix=fix,
+                       ci_logs=ci_logs)
+
+
+async def run_agents(
+    run: PipelineRun,
+    *,
+    task: str,
+    tools: ToolRegistry,
+    budget_usd: float,
+    extra_instructions: str | None = None,
+    repo_language: str | None = None,
+    title: str | None = None,
+    review: ReviewSession | None = None,
+    review_posts: ReviewPosts | None = None,
+    fix: FixTarget | None = None,
+    ci_logs: CiLogs | None = None,
+    head_sha: str | None = None,
+    pr_number: int | None = None,
+) -> SessionOutcome:
+    """Sync the team if needed and run the job's session with `tools`; progress goes to the check run.
+
+    `review` … `ci_logs` are the pipeline's own state, handed to its tools (`ToolContext`).
+    `head_sha` / `pr_number` mount another commit than the job's own (a fix called explicitly,
+    e.g. by `/fix`, or following up on a fix commit)."""
+    runtime, client = run.ctx.sessions, run.ctx.anthropic
+    if runtime is None or client is None:
+        raise PermanentError("the Managed Agents client is not configured (is ANTHROPIC_API_KEY set?)")
+    system = render_system_prompt(default_definitions().coordinator, extra_instructions) if extra_instructions else None
+    job = run.job
+    if head_sha is not None or pr_number is not None:
+        job = job.model_copy(update={"head_sha": head_sha or job.head_sha, "pr_number": pr_number or job.pr_number})
+
+    async def session_with(team: SyncedAgents) -> SessionOutcome:
+        environment = choose_environment(run.config.environment, repo_language, available=list(team.environments))
+        spec = SessionSpec.for_job(
+            job, task=task, agent_id=team.coordinator.id, agent_version=team.coordinator.version,
+            environment_id=team.environment_id(environment), budget_cents=int(round(budget_usd * 100)),
+            title=title, system_override=system,
+        )
+        progress = None
+        if run.check_run_id is not None:
+            # The pipeline completes the check run right after the session, so a last report still
+            # waiting for its interval would be overwritten at once: it is not sent.
+            progress = ProgressReporter(run.github, run.repo, run.check_run_id, sent_at=run.check_opened,
+                                        flush_on_close=False)
+        ctx = tool_context(run, progress=progress, review=review, review_posts=review_posts, fix=fix,
+                           ci_logs=ci_logs)
+        return await runtime.run(spec, ctx, tools=tools)
+
+    try:
+        return await session_with(await ensure_synced(client, run.ctx.store))
+    except SessionFailed as exc:
+        if exc.reason != "create_refused":
+            raise
+        # Most often an agent or environment archived (or changed) by hand since this process synced:
+        # read everything back, replace what is gone, and try once more.
+        log.warning("job %d: session refused (%s); re-syncing the agents and trying again", run.job.id, exc)
+        return await session_with(await ensure_synced(client, run.ctx.store, verify=True))
