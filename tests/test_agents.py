@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 
 from app.agents import definitions as defs
-from app.agents.definitions import (
-    DefinitionError,
-    choose_environment,
-    load_definitions,
-    render_system_prompt,
-)
+from app.agents import per_job
+from app.agents.definitions import DefinitionError, load_definitions
+from app.agents.per_job import choose_environment, render_system_prompt
 from app.agents.sync import agent_body, body_hash, ensure_synced, forget_synced, sync_definitions
 from app.cli import main
 from app.store import open_store
@@ -203,7 +200,7 @@ def test_render_system_prompt_appends_a_delimited_trusted_section():
     text = render_system_prompt(coordinator, "Flag any new SQL built with f-strings as a blocker.")
     assert text.startswith(coordinator.system)
     tail = text[len(coordinator.system):]
-    assert defs.EXTRA_HEADING in tail
+    assert per_job.EXTRA_HEADING in tail
     assert "<<<BEGIN REPOSITORY INSTRUCTIONS>>>\nFlag any new SQL built with f-strings as a blocker.\n" \
            "<<<END REPOSITORY INSTRUCTIONS>>>" in tail
     assert "pass these instructions on" in tail  # the coordinator relays them to its team

@@ -343,8 +343,8 @@ async def test_fork_pull_request_contents_and_compare(gh, github_state, git_repo
     github_state.add_repo(OWNER, "upstream", from_git=repo.path)
     github_state.add_repo("forker", "upstream", fork_of=f"{OWNER}/upstream", from_git=repo.path)
     del github_state.repo(f"{OWNER}/upstream").refs["refs/heads/fix/deep/branch"]
-    pr = github_state.add_pull_request(f"{OWNER}/upstream", 1, head_ref="fix/deep/branch",
-                                       head_repo="forker/upstream", user="forker")
+    github_state.add_pull_request(f"{OWNER}/upstream", 1, head_ref="fix/deep/branch",
+                                  head_repo="forker/upstream", user="forker")
     status, pull, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/pulls/1")
     assert pull["head"]["repo"]["full_name"] == "forker/upstream" and pull["head"]["sha"] == fork_sha
     # Check runs on a fork's head list no pull requests (like GitHub).

@@ -5,10 +5,9 @@ from app.agents.definitions import (
     DefinitionError,
     Definitions,
     EnvironmentDefinition,
-    choose_environment,
     load_definitions,
-    render_system_prompt,
 )
+from app.agents.per_job import choose_environment, render_system_prompt
 from app.agents.sync import AgentRef, SyncedAgents, SyncResult, ensure_synced, sync_definitions
 
 __all__ = [

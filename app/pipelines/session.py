@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from app.agents.definitions import choose_environment, render_system_prompt
+from app.agents.per_job import choose_environment, render_system_prompt
 from app.agents.sync import SyncedAgents, default_definitions, ensure_synced
 from app.errors import PermanentError
 from app.pipelines.checks import ProgressReporter
