@@ -118,6 +118,12 @@ def test_the_brief_stays_within_budget_and_names_every_file(n):
     assert ("the diffs of" in brief.text) == (n == 3000)  # small diffs: all of 300 still fit
 
 
+def test_the_brief_asks_for_publish_review_even_when_nothing_is_worth_saying():
+    text = build_brief(BriefInput(repo="o/r", pr=PR, files=big_pr(3))).text
+    assert "Call `publish_review` exactly once" in text and "still call it, with no `comments`" in text
+    assert "publish nothing" not in text
+
+
 def test_pathological_file_names_still_fit_and_say_how_to_list_them():
     brief = build_brief(BriefInput(repo="o/r", pr=PR, files=big_pr(3000, name_len=200)))
     assert brief.tokens <= brief.budget_tokens and brief.index_level == 4

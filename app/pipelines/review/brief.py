@@ -122,8 +122,9 @@ def _rules(config: RepoConfig) -> str:
             else f"fails the check when a finding of severity `{review.fail_on}` or worse is published")
     return (
         "## How to publish\n\n"
-        "- Call `publish_review` at most once, when every finding is checked; if nothing is worth saying, publish "
-        "nothing and end with a `report_progress` that says what was checked.\n"
+        "- Call `publish_review` exactly once, when every finding is checked. If nothing is worth saying, still "
+        "call it, with no `comments` and a `summary` of what was checked: the app then posts nothing on the pull "
+        "request and passes the check. A review that ends without `publish_review` is reported as unfinished.\n"
         f"- Severity threshold: `{review.min_severity}` (lesser findings are not posted). At most "
         f"{review.max_comments} inline comments; the app folds the rest into the summary. The review {fail}.\n"
         f"- Event: {approve}.\n"
