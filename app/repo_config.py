@@ -79,12 +79,22 @@ class BudgetConfig(_Section):
     command_usd: float = Field(3.0, gt=0, le=500)
 
 
+CommandName = Literal["review", "fix", "ask", "test", "describe", "stop", "pause", "resume", "config", "help"]
+DEFAULT_COMMAND_PERMISSIONS: dict[str, Permission] = {
+    "review": "read", "ask": "read", "describe": "read", "help": "read", "config": "read",
+    "fix": "write", "test": "write", "stop": "write", "pause": "write", "resume": "write"}
+
+
 class CommandsConfig(_Section):
     enabled: bool = True
-    # The lowest repository permission a commenter needs for each command.
-    permissions: dict[Literal["review", "fix", "ask", "test", "stop", "help"], Permission] = Field(
-        default_factory=lambda: {"review": "read", "ask": "read", "help": "read",
-                                 "fix": "write", "test": "write", "stop": "write"})
+    # The lowest repository permission a commenter needs for each command; commands not named
+    # keep their default.
+    permissions: dict[CommandName, Permission] = Field(default_factory=lambda: dict(DEFAULT_COMMAND_PERMISSIONS))
+
+    @field_validator("permissions")
+    @classmethod
+    def _with_defaults(cls, given: dict[str, Permission]) -> dict[str, Permission]:
+        return {**DEFAULT_COMMAND_PERMISSIONS, **given}
 
 
 class RepoConfig(_Section):

@@ -18,6 +18,7 @@ from app.github import GitHubApp
 from app.metrics import Metrics
 from app.pipelines import JobContext, Pipeline
 from app.pipelines.checks import close_abandoned_check_run
+from app.pipelines.commands import make_command_pipeline
 from app.pipelines.fix.pipeline import fix_pipeline
 from app.pipelines.review.pipeline import review_pipeline
 from app.server import create_app
@@ -29,7 +30,8 @@ from app.worker import Worker
 log = logging.getLogger("prmedic")
 
 # The pipelines this version ships, by job kind. A kind missing here is marked `no_pipeline`, visibly.
-PIPELINES: dict[str, Pipeline] = {"fix": fix_pipeline, "review": review_pipeline}
+PIPELINES: dict[str, Pipeline] = {"fix": fix_pipeline, "review": review_pipeline,
+                                  "command": make_command_pipeline(review_pipeline)}
 
 
 @dataclass

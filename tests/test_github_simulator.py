@@ -376,3 +376,16 @@ async def test_fork_pull_request_contents_and_compare(gh, github_state, git_repo
     status, perm, _ = await gh.req("GET", f"/repos/{OWNER}/upstream/collaborators/forker/permission")
     assert perm["permission"] == "write" and perm["role_name"] == "maintain"
     assert github_state.violations == []
+
+
+async def test_a_reaction_github_does_not_know_is_refused(gh, github_state, feature_repo):
+    github_state.expect_violations = True
+    mine = github_state.add_issue_comment("octo-org/demo", 7, "alice", "/help")
+    thread = github_state.add_review_comment("octo-org/demo", 7, "alice", "/help", path="app.py", line=20)
+    for url in (f"/repos/octo-org/demo/issues/comments/{mine.id}/reactions",
+                f"/repos/octo-org/demo/pulls/comments/{thread.id}/reactions"):
+        status, body, _ = await gh.req("POST", url, json={"content": "party"})
+        assert status == 422, body
+        assert (await gh.req("POST", url, json={"content": "rocket"}))[0] == 201
+    assert [r["content"] for r in mine.reactions] == ["rocket"]
+    assert [r["content"] for r in thread.reactions] == ["rocket"]

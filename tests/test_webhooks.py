@@ -129,7 +129,8 @@ async def test_slash_command_in_a_review_thread_keeps_its_place(deliver, store):
     assert job.payload["comment"]["path"] == payload["comment"]["path"]
 
 
-@pytest.mark.parametrize("body", ["just a comment", "> /fix\nquoted", "```\n/fix\n```", "/unknown-cmd", "see /fix"])
+@pytest.mark.parametrize("body", ["just a comment", "> /fix\nquoted", "```\n/fix\n```", "see /fix",
+                                  "/usr/bin/env python3 fails", "https://example.com/fix", "`/fix`"])
 async def test_comments_without_a_command_are_ignored(deliver, store, body):
     response = await deliver("issue_comment", pr_comment(body))
     assert response.status == 200
@@ -154,6 +155,19 @@ async def test_the_apps_own_events_never_create_jobs(deliver, store):
         response = await deliver(event, payload)
         assert response.status == 200
         assert (await response.json())["reason"] == "event caused by this App"
+    assert await store.list_jobs() == []
+
+
+async def test_an_unknown_command_becomes_a_help_job_flagged_unknown(deliver, store):
+    assert (await deliver("issue_comment", pr_comment("/unknown-cmd"))).status == 202
+    [job] = await store.list_jobs()
+    assert job.payload["command"] == "help" and job.payload["unknown"] == "unknown-cmd"
+
+
+async def test_edited_comments_never_run_a_command(deliver, store):
+    payload = pr_comment("/review")
+    payload["action"] = "edited"
+    assert (await deliver("issue_comment", payload)).status == 200
     assert await store.list_jobs() == []
 
 

@@ -136,6 +136,7 @@ class PullLink(_Struct):
 
 class Issue(_Struct):
     number: Int64 | None = None
+    user: Account | None = None
     pull_request: PullLink | None = None
     performed_via_github_app: App | None = None
 

@@ -30,6 +30,7 @@ from app.pipelines.checks import CHECK_NAMES, RERUN_HINTS, complete_check, compl
     open_check_run
 from app.pipelines.context import JobContext, PipelineRun, config_problems_markdown, prepare
 from app.pipelines.diff import FileChange, fetch_pull_files, looks_generated, matches_any
+from app.pipelines.pr_state import PAUSED_REASON, paused_by, stopped_by
 from app.pipelines.review.brief import Brief, BriefInput, Incremental, build_brief
 from app.pipelines.review.endings import (RefusedPublish, ReviewPosts, WatchedTools, publish_refused,
                                           publish_review_once, unfinished_reason)
@@ -142,6 +143,8 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
                                        f"The review was published{link}; the job was interrupted afterwards.")
         return {"skipped": f"commit {job.head_sha[:7]} was already reviewed"}
     reason = skip_reason(config, pr, trigger, force=force)
+    if not reason and trigger in AUTOMATIC and not force and await paused_by(ctx.store, job.repo, job.pr_number):
+        reason = PAUSED_REASON
     if reason:
         return await _skip(run, reason)
 
@@ -150,7 +153,9 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
     if not reviewed:
         return await _skip(run, f"all {len(files)} changed file(s) are ignored (generated, vendored or "
                                 "`ignore_paths`)" if files else "the pull request changes no files")
-    incremental = incremental_since(stored, reviewed, {c.path for c in files}, job.head_sha)
+    # `/review full` ignores what was reviewed before: a full review, not one of what changed since.
+    incremental = None if payload.get("full") else incremental_since(stored, reviewed, {c.path for c in files},
+                                                                      job.head_sha)
     if incremental is not None and not incremental.changed and not incremental.gone and not force:
         return await _carry_over(run, stored, incremental)
 
@@ -311,6 +316,9 @@ async def _stopped(run: PipelineRun) -> None:
     title = "Superseded by a newer push" if job.state is JobState.superseded else "Cancelled"
     summary = ("A newer commit was pushed while this review ran; prmedic reviews that one instead."
                if job.state is JobState.superseded else "The review was stopped before it finished.")
+    stopper = await stopped_by(run.ctx.store, job.id) if job.state is JobState.cancelled else None
+    if stopper:
+        title, summary = f"Stopped by @{stopper}", f"@{stopper} stopped this review with `/stop` before it finished."
     try:
         await asyncio.shield(asyncio.wait_for(finish_check(run, "cancelled", title, summary), 15))
     except (asyncio.CancelledError, asyncio.TimeoutError, Exception) as exc:  # noqa: BLE001 - best effort

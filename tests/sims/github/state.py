@@ -291,6 +291,28 @@ class GitHubState:
     def pull(self, repo: "str | Repo", number: int) -> PullRequest:
         return self.pulls[(self.repo(repo).key, number)]
 
+    def add_issue_comment(self, repo: "str | Repo", number: int, user: str, body: str) -> IssueComment:
+        """A comment a person wrote on issue or PR `number` (for the webhook a test then delivers)."""
+        repo = self.repo(repo)
+        now = self.now()
+        c = IssueComment(self.next_id("issue_comment", 3000000000), repo, number, user, body, now, now)
+        self.issue_comments[c.id] = c
+        self.add_user(user)
+        return c
+
+    def add_review_comment(self, repo: "str | Repo", number: int, user: str, body: str, *, path: str,
+                           line: int, side: str = "RIGHT") -> ReviewComment:
+        """A review comment a person wrote on a line of PR `number`'s head (in a review of its own)."""
+        pr = self.pull(repo, number)
+        now = self.now()
+        review = Review(self.next_id("review", 80000000), pr, user, "", "COMMENTED", pr.head_sha, now)
+        self.reviews[review.id] = review
+        c = ReviewComment(self.next_id("review_comment", 90000000), pr, review.id, user, body, path, pr.head_sha,
+                          line, side, None, None, None, "@@ -1 +1 @@", now, now)
+        self.review_comments[c.id] = c
+        self.add_user(user)
+        return c
+
     def add_actions_job(self, repo: "str | Repo", job_id: int, run_id: int, name: str,
                         conclusion: str | None, log_text: str | None, head_sha: str, *,
                         status: str = "completed", steps: list[dict] | None = None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from ..common import HTTPError, PERM_LEVEL, iso, node_id, not_found, parse_iso, validation_failed
+from ..common import HTTPError, PERM_LEVEL, REACTIONS, iso, node_id, not_found, parse_iso, validation_failed
 from ..records import IssueComment
 from .reviews import _check_body_length
 from ..routing import Ctx, paginate, route
@@ -64,6 +64,8 @@ def update_issue_comment(ctx: Ctx):
 def _react(ctx: Ctx, reactions: list[dict]):
     s = ctx.state
     content = ctx.body["content"]
+    if content not in REACTIONS:  # GitHub knows these eight and refuses any other
+        raise validation_failed("Reaction", "content", "invalid")
     for r in reactions:
         if r["user"]["login"] == s.bot_login and r["content"] == content:
             return 200, r

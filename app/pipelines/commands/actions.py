@@ -1,0 +1,111 @@
+"""The commands that need no agent session: `/pause`, `/resume`, `/stop`, `/config`, and
+`/review` (which runs the review pipeline inline, for this command job)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from app.pipelines.checks import known_check_run
+from app.pipelines.commands import texts
+from app.pipelines.pr_state import set_paused, stopped_by_key
+from app.routing.fields import pull_request_fields
+from app.store import JobState
+
+if TYPE_CHECKING:
+    from app.pipelines.commands.pipeline import Command
+
+Result = tuple[bool, dict[str, Any]]
+
+
+async def pause(command: Command) -> Result:
+    job = command.ctx.job
+    await set_paused(command.ctx.store, job.repo, job.pr_number, command.user or "someone")
+    await command.feedback.answer(
+        f"Automatic reviews are **paused** on this pull request (by @{command.user}): pushes are not reviewed "
+        "until `/resume`. Commands still work: `/review` reviews the head now.")
+    return True, {"result": "paused"}
+
+
+async def resume(command: Command) -> Result:
+    job = command.ctx.job
+    await set_paused(command.ctx.store, job.repo, job.pr_number, None)
+    await command.feedback.answer(
+        f"Automatic reviews are **on** again for this pull request (by @{command.user}): the next push is "
+        "reviewed; `/review` reviews the head now.")
+    return True, {"result": "resumed"}
+
+
+async def stop(command: Command) -> Result:
+    """Cancel prmedic's running and queued jobs on this PR (all but this one)."""
+    store, job = command.ctx.store, command.ctx.job
+    jobs = await store.list_jobs(states=[JobState.queued, JobState.running], repo=job.repo,
+                                 pr_number=job.pr_number, limit=200)
+    stopped = []
+    for other in sorted(jobs, key=lambda j: j.id):
+        if other.id == job.id:
+            continue
+        await store.set_meta(stopped_by_key(other.id), command.user or "someone")
+        if await store.request_cancel(other.id, JobState.cancelled):
+            stopped.append(f"- {other.kind.value} job #{other.id} ({other.state.value})")
+    if stopped:
+        body = f"Stopped {len(stopped)} job(s) on this pull request (by @{command.user}):\n\n" + "\n".join(stopped)
+    else:
+        body = "prmedic had nothing running or queued on this pull request."
+    await command.feedback.answer(body)
+    return True, {"result": "stopped", "stopped": len(stopped)}
+
+
+async def config(command: Command) -> Result:
+    await command.feedback.answer(texts.config_text(command.run.loaded))
+    return True, {"result": "answered", "config_problems": len(command.run.loaded.errors)}
+
+
+async def review(command: Command) -> Result:
+    """A review of the PR head now, through the review pipeline, as this command job (`force`:
+    config skips do not apply); a head already reviewed is reviewed again only with `full`."""
+    run, ctx = command.run, command.ctx
+    job = ctx.job
+    full = command.args.split()[:1] == ["full"]
+    pr = pull_request_fields(await run.gh.getitem(f"/repos/{job.repo}/pulls/{job.pr_number}"))
+    head = pr["head_sha"]
+    if pr.get("state") == "closed":
+        await command.feedback.answer("The pull request is closed: prmedic does not review it.")
+        return False, {"result": "closed"}
+    stored = await ctx.store.get_pull_review(job.repo, job.pr_number)
+    if stored and stored.head_sha == head and not full:
+        link = f" ([the review]({stored.summary_review_url}))" if stored.summary_review_url else ""
+        await command.feedback.answer(f"Commit `{head[:7]}` was already reviewed{link}. `/review full` reviews it "
+                                      "again from scratch.")
+        return True, {"result": "already_reviewed", "head_sha": head}
+    await command.feedback.answer(f"Reviewing `{head[:7]}`" + (" from scratch" if full else "") +
+                                  f" (asked by @{command.user})…")
+    payload = {"repository": job.payload.get("repository") or {}, "pull_request": pr, "trigger": "command",
+               "force": True, "full": full, "requested_by": command.user}
+    review_job = job.model_copy(update={"head_sha": head, "payload": payload})
+    result = await command.review(dataclasses.replace(ctx, job=review_job)) or {}
+    check_id = await known_check_run(run)
+    web = ((ctx.settings.github_web_url if ctx.settings else None) or "https://github.com").rstrip("/")
+    links = []
+    if result.get("review_url"):
+        links.append(f"[the review]({result['review_url']})")
+    if check_id:
+        links.append(f"[the check run]({web}/{job.repo}/runs/{check_id})")
+    where = (" — " + ", ".join(links)) if links else ""
+    if result.get("skipped"):
+        body = f"Not reviewed: {result['skipped']}{where}."
+    elif result.get("unfinished"):
+        body = f"The review of `{head[:7]}` did not finish: {result['unfinished']}{where}."
+    else:
+        findings = sum((result.get("findings") or {}).values())
+        body = f"Reviewed `{head[:7]}`: {findings} finding(s), conclusion **{result.get('conclusion')}**{where}."
+    await command.feedback.answer(body)
+    ok = not result.get("skipped") and not result.get("unfinished")
+    return ok, {"result": "reviewed" if ok else "not_reviewed", "head_sha": head,
+                "review": {k: result.get(k) for k in ("conclusion", "review_url", "skipped", "unfinished")
+                           if result.get(k) is not None}}
+
+
+HANDLERS: dict[str, Callable[[Command], Awaitable[Result]]] = {
+    "pause": pause, "resume": resume, "stop": stop, "config": config, "review": review}

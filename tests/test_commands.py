@@ -1,0 +1,311 @@
+"""Slash-commands end to end (README, "Slash-commands"): GitHub's own `issue_comment` and
+`pull_request_review_comment` examples, pointed at a PR in the GitHub simulator, delivered to the
+real server; the worker runs the shipped pipelines; what prmedic did is read back from the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import example
+from review_helpers import REPO, REPO_NAME, PullRequestRepo, review_script
+
+from app.pipelines.commands import permissions
+from app.store import JobKind, JobState
+
+try:
+    from sims.github_fixtures import INSTALLATION_ID, OWNER
+    from sims.managed_agents import pause
+except ImportError:  # pragma: no cover
+    from tests.sims.github_fixtures import INSTALLATION_ID, OWNER
+    from tests.sims.managed_agents import pause
+
+FINDING = {"path": "src/app.py", "line": 41, "severity": "major", "body": "`items[1:]` skips the first item."}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_permission_cache():
+    permissions.clear_cache()
+    yield
+    permissions.clear_cache()
+
+
+@pytest.fixture
+def pr(app_stack, git_repo) -> PullRequestRepo:
+    pr = PullRequestRepo(app_stack.state, git_repo)  # by octocat
+    app_stack.state.set_permission(REPO, "maintainer", "write")
+    app_stack.state.set_permission(REPO, "reader", "read")
+    return pr
+
+
+def _point(data: dict, pr: PullRequestRepo) -> dict:
+    data["installation"] = {"id": INSTALLATION_ID, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uMQ=="}
+    repo = data["repository"]
+    repo.update(id=pr.repo.id, name=REPO_NAME, full_name=REPO, default_branch="main",
+                html_url=f"https://github.com/{REPO}", private=False)
+    repo["owner"]["login"] = OWNER
+    return data
+
+
+def comment_event(pr: PullRequestRepo, body: str, *, user: str = "maintainer", action: str = "created",
+                  user_type: str = "User", comment_id: int | None = None) -> dict:
+    """GitHub's `issue_comment` example: `user` wrote `body` on the PR (the comment exists in the simulator)."""
+    data = _point(example("issue_comment", "created"), pr)
+    data["action"] = action
+    if comment_id is None:
+        comment_id = pr.state.add_issue_comment(REPO, pr.pr.number, user, body).id
+    issue = data["issue"]
+    issue["number"] = pr.pr.number
+    issue["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/{pr.pr.number}"}
+    issue["user"].update(login=pr.pr.user, type="User")
+    data["comment"].update(id=comment_id, body=body)
+    data["comment"]["user"].update(login=user, type=user_type)
+    data["sender"].update(login=user, type=user_type)
+    return data
+
+
+def review_comment_event(pr: PullRequestRepo, body: str, *, user: str = "maintainer") -> dict:
+    data = _point(example("pull_request_review_comment", "created"), pr)
+    c = pr.state.add_review_comment(REPO, pr.pr.number, user, body, path="src/app.py", line=41)
+    data["comment"].update(id=c.id, body=body, path="src/app.py", line=41, commit_id=pr.head)
+    data["comment"]["user"].update(login=user, type="User")
+    data["pull_request"].update(number=pr.pr.number, state="open")
+    data["pull_request"]["user"].update(login=pr.pr.user, type="User")
+    data["pull_request"]["head"]["sha"] = pr.head
+    data["sender"].update(login=user, type="User")
+    return data
+
+
+async def command(app_stack, pr: PullRequestRepo, body: str, **kw) -> tuple:
+    """Deliver the comment, run the jobs: (its command job or None, its answer comment body or None, the comment)."""
+    data = comment_event(pr, body, **kw)
+    await app_stack.deliver("issue_comment", data)
+    await app_stack.run_jobs()
+    return _outcome(app_stack, pr, data["comment"]["id"])
+
+
+async def _command_job(app_stack, comment_id: int):
+    jobs = [j for j in await app_stack.store.list_jobs(kind="command") if j.payload["comment"]["id"] == comment_id]
+    return jobs[0] if jobs else None
+
+
+def _outcome(app_stack, pr, comment_id):
+    marker = f"<!-- prmedic:command:{comment_id} -->"
+    answers = [c.body for c in app_stack.state.issue_comments_of(REPO, pr.pr.number) if marker in c.body]
+    assert len(answers) <= 1
+    mine = app_stack.state.issue_comments.get(comment_id) or app_stack.state.review_comments.get(comment_id)
+    return comment_id, (answers[0] if answers else None), mine
+
+
+async def finished(app_stack, comment_id):
+    job = await _command_job(app_stack, comment_id)
+    assert job is not None and job.state is JobState.done, job and job.last_error
+    return job
+
+
+def reactions(comment) -> list[str]:
+    return [r["content"] for r in comment.reactions]
+
+
+# -- the commands without agents ------------------------------------------------------------
+
+async def test_help_lists_the_commands_with_the_permission_each_needs_here(app_stack, pr):
+    pr.set_config("commands:\n  permissions:\n    review: triage\n")
+    cid, answer, comment = await command(app_stack, pr, "/help")
+    job = await finished(app_stack, cid)
+    assert job.result["result"] == "answered"
+    assert "| `/review` · `/review full` |" in answer and "**triage** permission or the PR's author" in answer
+    assert "| `/stop` |" in answer and "| `/pause` |" in answer and "| `/config` |" in answer
+    assert "not available in this version yet" in answer
+    assert "`@prmedic <command>`" in answer
+    assert reactions(comment) == ["eyes", "rocket"]
+    assert app_stack.state.violations == []
+
+
+async def test_config_shows_the_effective_file_and_its_problems(app_stack, pr):
+    pr.set_config("review:\n  max_comments: 3\n  colour: blue\n")
+    cid, answer, comment = await command(app_stack, pr, "/config")
+    await finished(app_stack, cid)
+    assert "```yaml\nreview:\n  enabled: true" in answer
+    assert "max_comments: 10" in answer  # the file is invalid: the defaults are in force
+    assert "`review.colour`: is not a known setting" in answer
+    assert reactions(comment) == ["eyes", "rocket"]
+
+
+async def test_config_without_a_file_says_the_defaults_are_used(app_stack, pr):
+    _, answer, _ = await command(app_stack, pr, "/config")
+    assert "the defaults: this repository has no `.github/prmedic.yml`" in answer and "No problems found." in answer
+
+
+async def test_a_readers_stop_is_refused_naming_the_permission_needed(app_stack, pr):
+    cid, answer, comment = await command(app_stack, pr, "/stop", user="reader")
+    job = await finished(app_stack, cid)
+    assert job.result == {"command": "stop", "result": "refused", "needed": "write", "permission": "read",
+                          "answer_url": job.result["answer_url"]}
+    assert "@reader `/stop` needs **write** permission on this repository (you have read)" in answer
+    assert reactions(comment) == ["eyes", "confused"]
+
+
+async def test_the_pr_author_may_review_their_own_pr_but_not_pause_it(app_stack, pr):
+    pr.set_config("commands:\n  permissions:\n    review: admin\n")
+    app_stack.agents.sim.default_script = review_script([FINDING])
+    cid, answer, _ = await command(app_stack, pr, "/review", user="octocat")
+    assert (await finished(app_stack, cid)).result["result"] == "reviewed"
+    cid, answer, _ = await command(app_stack, pr, "/pause", user="octocat")
+    assert "needs **write** permission" in answer
+
+
+async def test_commands_turned_off_answer_so_and_help_says_they_are_off(app_stack, pr):
+    pr.set_config("commands:\n  enabled: false\n")
+    cid, answer, comment = await command(app_stack, pr, "/pause")
+    assert "Commands are turned off" in answer and (await finished(app_stack, cid)).result["result"] == "disabled"
+    assert reactions(comment) == ["eyes", "confused"]
+    assert await app_stack.store.get_meta(f"paused:{REPO}#{pr.pr.number}") is None
+    cid, answer, comment = await command(app_stack, pr, "/help")
+    assert "**Commands are turned off in this repository**" in answer and "| `/review`" in answer
+
+
+async def test_a_command_in_the_middle_of_a_comment_runs(app_stack, pr):
+    cid, answer, _ = await command(app_stack, pr, "Looks good so far.\n\n/pause\n\nMore pushes coming.")
+    assert "Automatic reviews are **paused**" in answer
+    assert (await finished(app_stack, cid)).result["result"] == "paused"
+    assert await app_stack.store.get_meta(f"paused:{REPO}#{pr.pr.number}") == "maintainer"
+
+
+async def test_a_mention_anywhere_runs_the_command(app_stack, pr):
+    cid, answer, _ = await command(app_stack, pr, "Could you, @prmedic config, please?")
+    assert (await finished(app_stack, cid)).payload["command"] == "config"
+    assert "```yaml" in answer
+
+
+async def test_an_unknown_command_gets_the_help(app_stack, pr):
+    cid, answer, comment = await command(app_stack, pr, "/frobnicate now")
+    job = await finished(app_stack, cid)
+    assert job.payload["command"] == "help" and job.result["result"] == "unknown"
+    assert answer.startswith(f"<!-- prmedic:command:{cid} -->\nUnknown command `/frobnicate`.")
+    assert "| `/help` |" in answer
+    assert reactions(comment) == ["eyes", "confused"]
+
+
+async def test_commands_that_need_agents_say_they_are_not_available_yet(app_stack, pr):
+    for name in ("fix", "ask", "test", "describe"):
+        _cid, answer, comment = await command(app_stack, pr, f"/{name} something")
+        assert f"`/{name}` is recognised but not available in this version yet." in answer
+        assert reactions(comment) == ["eyes", "confused"]
+    assert not app_stack.agents.sim.sessions
+
+
+@pytest.mark.parametrize("kind", ["edited", "own", "bot"])
+async def test_edited_comments_and_bot_comments_run_nothing(app_stack, pr, kind):
+    if kind == "edited":
+        data = comment_event(pr, "/pause", action="edited")
+    elif kind == "own":
+        data = comment_event(pr, "/pause", user="prmedic[bot]", user_type="Bot")
+    else:
+        data = comment_event(pr, "/pause", user="dependabot[bot]", user_type="Bot")
+    answer = await app_stack.deliver("issue_comment", data)
+    assert answer.status == 200
+    await app_stack.run_jobs()
+    assert await app_stack.store.list_jobs(kind="command") == []
+    assert not [c for c in app_stack.state.issue_comments_of(REPO, pr.pr.number) if "prmedic:command" in c.body]
+    assert app_stack.state.issue_comments[data["comment"]["id"]].reactions == []
+
+
+async def test_a_command_in_a_review_thread_reacts_on_the_review_comment(app_stack, pr):
+    data = review_comment_event(pr, "/config")
+    await app_stack.deliver("pull_request_review_comment", data)
+    await app_stack.run_jobs()
+    cid, answer, comment = _outcome(app_stack, pr, data["comment"]["id"])
+    await finished(app_stack, cid)
+    assert "```yaml" in answer and reactions(comment) == ["eyes", "rocket"]
+    assert app_stack.state.violations == []
+
+
+# -- pause, resume, stop, review ---------------------------------------------------------------
+
+async def test_pause_then_a_push_gets_no_automatic_review_and_resume_restores_it(app_stack, pr):
+    state, sim = app_stack.state, app_stack.agents.sim
+    sim.default_script = review_script([FINDING])
+    await app_stack.deliver("pull_request", pr.event("opened"))
+    await app_stack.run_jobs()
+    _cid, answer, comment = await command(app_stack, pr, "/pause")
+    assert "Automatic reviews are **paused**" in answer and reactions(comment) == ["eyes", "rocket"]
+
+    pr.push({"src/util.py": "def helper(x):\n    return x * 2\n"})
+    await app_stack.deliver("pull_request", pr.event("synchronize"))
+    await app_stack.run_jobs()
+    (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
+    assert check.conclusion == "skipped"
+    assert check.output["title"] == "Skipped: automatic reviews are paused on this PR (/resume)"
+    assert len(sim.sessions) == 1
+
+    _cid, answer, _ = await command(app_stack, pr, "/resume")
+    assert "Automatic reviews are **on** again" in answer
+    pr.push({"src/util.py": "def helper(x):\n    return x * 3\n"})
+    await app_stack.deliver("pull_request", pr.event("synchronize"))
+    await app_stack.run_jobs()
+    (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
+    assert check.conclusion != "skipped" and len(sim.sessions) == 2
+
+
+async def test_stop_during_a_running_review_cancels_it_stopped_by_the_user(app_stack, pr):
+    state, sim = app_stack.state, app_stack.agents.sim
+    slow = review_script([FINDING])
+    slow.turns[0].insert(0, pause(30))
+    sim.queue_script(slow)
+    worker = app_stack.worker()
+    running = asyncio.create_task(worker.run())
+    try:
+        await app_stack.deliver("pull_request", pr.event("opened"))
+        await sim.wait_until(lambda: len(sim.sessions) == 1)
+        data = comment_event(pr, "/stop")
+        await app_stack.deliver("issue_comment", data)
+        for _ in range(200):
+            jobs = await app_stack.store.list_jobs()
+            if len(jobs) == 2 and all(j.state.finished for j in jobs):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await running
+    (review_job,) = await app_stack.store.list_jobs(kind="review")
+    assert review_job.state is JobState.cancelled
+    (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
+    assert check.status == "completed" and check.conclusion == "cancelled"
+    assert check.output["title"] == "Stopped by @maintainer"
+    cid, answer, comment = _outcome(app_stack, pr, data["comment"]["id"])
+    assert (await finished(app_stack, cid)).result["stopped"] == 1
+    assert f"review job #{review_job.id} (running)" in answer
+    assert reactions(comment) == ["eyes", "rocket"]
+    assert next(iter(sim.sessions.values())).interrupts
+    assert not state.reviews_of(REPO, pr.pr.number)
+
+
+async def test_stop_with_nothing_running_says_so(app_stack, pr):
+    _cid, answer, _ = await command(app_stack, pr, "/stop")
+    assert "nothing running or queued" in answer
+
+
+async def test_review_reviews_the_head_and_a_reviewed_head_only_again_with_full(app_stack, pr):
+    state, sim = app_stack.state, app_stack.agents.sim
+    pr.set_config("review:\n  ignore_authors: [octocat]\n")  # skips by config do not apply when asked
+    sim.default_script = review_script([FINDING])
+    cid, answer, comment = await command(app_stack, pr, "/review")
+    job = await finished(app_stack, cid)
+    assert job.result["result"] == "reviewed" and job.kind is JobKind.command
+    assert len(state.reviews_of(REPO, pr.pr.number)) == 1
+    (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
+    assert check.conclusion == "neutral"
+    assert f"Reviewed `{pr.head[:7]}`: 1 finding(s)" in answer and f"/runs/{check.id})" in answer
+    assert reactions(comment) == ["eyes", "rocket"]
+
+    cid, answer, _ = await command(app_stack, pr, "/review")
+    assert (await finished(app_stack, cid)).result["result"] == "already_reviewed"
+    assert f"Commit `{pr.head[:7]}` was already reviewed" in answer and "`/review full`" in answer
+    assert len(sim.sessions) == 1 and len(state.reviews_of(REPO, pr.pr.number)) == 1
+
+    cid, answer, _ = await command(app_stack, pr, "/review full")
+    assert (await finished(app_stack, cid)).result["result"] == "reviewed"
+    assert len(sim.sessions) == 2
+    assert len([c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]) == 2
+    assert state.violations == []
