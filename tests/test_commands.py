@@ -309,3 +309,28 @@ async def test_review_reviews_the_head_and_a_reviewed_head_only_again_with_full(
     assert len(sim.sessions) == 2
     assert len([c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]) == 2
     assert state.violations == []
+
+
+async def test_review_while_the_automatic_review_of_that_head_runs_makes_no_second_review(app_stack, pr):
+    state, sim = app_stack.state, app_stack.agents.sim
+    slow = review_script([FINDING])
+    slow.turns[0].insert(0, pause(1))
+    sim.queue_script(slow)
+    worker = app_stack.worker()
+    running = asyncio.create_task(worker.run())
+    try:
+        await app_stack.deliver("pull_request", pr.event("opened"))
+        await sim.wait_until(lambda: len(sim.sessions) == 1)
+        data = comment_event(pr, "/review")
+        await app_stack.deliver("issue_comment", data)
+        for _ in range(400):
+            jobs = await app_stack.store.list_jobs()
+            if len(jobs) == 2 and all(j.state.finished for j in jobs):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await worker.stop()
+        await running
+    _cid, answer, comment = _outcome(app_stack, pr, data["comment"]["id"])
+    assert "is already running" in answer
+    assert len(sim.sessions) == 1 and len(state.reviews_of(REPO, pr.pr.number)) == 1

@@ -79,6 +79,13 @@ async def review(command: Command) -> Result:
         await command.feedback.answer(f"Commit `{head[:7]}` was already reviewed{link}. `/review full` reviews it "
                                       "again from scratch.")
         return True, {"result": "already_reviewed", "head_sha": head}
+    if not full:
+        running = await ctx.store.list_jobs(states=[JobState.running], repo=job.repo, pr_number=job.pr_number,
+                                            kind="review")
+        if any(other.head_sha == head for other in running):
+            await command.feedback.answer(f"A review of `{head[:7]}` is already running; it posts its result here "
+                                          "when it is done (one review per commit).")
+            return True, {"result": "already_running", "head_sha": head}
     await command.feedback.answer(f"Reviewing `{head[:7]}`" + (" from scratch" if full else "") +
                                   f" (asked by @{command.user})…")
     payload = {"repository": job.payload.get("repository") or {}, "pull_request": pr, "trigger": "command",
