@@ -248,19 +248,21 @@ async def test_pause_then_a_push_gets_no_automatic_review_and_resume_restores_it
     assert check.conclusion != "skipped" and len(sim.sessions) == 2
 
 
-async def test_stop_during_a_running_review_cancels_it_stopped_by_the_user(app_stack, pr):
-    state, sim = app_stack.state, app_stack.agents.sim
+async def command_during_a_running_review(app_stack, pr, body: str, pause_seconds: float) -> dict:
+    """Deliver `body` as a comment while the automatic review of the PR head runs (its session
+    paused), and run the worker until both jobs end; the comment's payload."""
+    sim = app_stack.agents.sim
     slow = review_script([FINDING])
-    slow.turns[0].insert(0, pause(30))
+    slow.turns[0].insert(0, pause(pause_seconds))
     sim.queue_script(slow)
     worker = app_stack.worker()
     running = asyncio.create_task(worker.run())
     try:
         await app_stack.deliver("pull_request", pr.event("opened"))
         await sim.wait_until(lambda: len(sim.sessions) == 1)
-        data = comment_event(pr, "/stop")
+        data = comment_event(pr, body)
         await app_stack.deliver("issue_comment", data)
-        for _ in range(200):
+        for _ in range(400):
             jobs = await app_stack.store.list_jobs()
             if len(jobs) == 2 and all(j.state.finished for j in jobs):
                 break
@@ -268,6 +270,12 @@ async def test_stop_during_a_running_review_cancels_it_stopped_by_the_user(app_s
     finally:
         await worker.stop()
         await running
+    return data
+
+
+async def test_stop_during_a_running_review_cancels_it_stopped_by_the_user(app_stack, pr):
+    state, sim = app_stack.state, app_stack.agents.sim
+    data = await command_during_a_running_review(app_stack, pr, "/stop", 30)
     (review_job,) = await app_stack.store.list_jobs(kind="review")
     assert review_job.state is JobState.cancelled
     (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
@@ -313,24 +321,7 @@ async def test_review_reviews_the_head_and_a_reviewed_head_only_again_with_full(
 
 async def test_review_while_the_automatic_review_of_that_head_runs_makes_no_second_review(app_stack, pr):
     state, sim = app_stack.state, app_stack.agents.sim
-    slow = review_script([FINDING])
-    slow.turns[0].insert(0, pause(1))
-    sim.queue_script(slow)
-    worker = app_stack.worker()
-    running = asyncio.create_task(worker.run())
-    try:
-        await app_stack.deliver("pull_request", pr.event("opened"))
-        await sim.wait_until(lambda: len(sim.sessions) == 1)
-        data = comment_event(pr, "/review")
-        await app_stack.deliver("issue_comment", data)
-        for _ in range(400):
-            jobs = await app_stack.store.list_jobs()
-            if len(jobs) == 2 and all(j.state.finished for j in jobs):
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        await worker.stop()
-        await running
+    data = await command_during_a_running_review(app_stack, pr, "/review", 1)
     _cid, answer, comment = _outcome(app_stack, pr, data["comment"]["id"])
     assert "is already running" in answer
     assert len(sim.sessions) == 1 and len(state.reviews_of(REPO, pr.pr.number)) == 1
