@@ -149,6 +149,9 @@ class ToolRegistry:
     def __contains__(self, name: str) -> bool:
         return name in self._tools
 
+    def tools(self) -> list[Tool]:
+        return list(self._tools.values())
+
     def names(self) -> list[str]:
         return sorted(self._tools)
 

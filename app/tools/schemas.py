@@ -211,7 +211,7 @@ CUSTOM_TOOLS: dict[str, CustomTool] = {tool.name: tool for tool in (
         "of the pull request's diff with a severity. Call it at most once per job, after you have checked every "
         "finding. Comments on lines outside the diff are folded into the summary. The answer gives the review's URL "
         "and what was folded; an error says what to fix before calling again.",
-        "app.pipelines.review.publish:publish_review", needs="review",
+        "app.pipelines.review.endings:publish_review_once", needs="review",
         instead="Only a review job publishes a review. Deliver a fix with propose_fix, and say anything else with "
                 "reply or in your final report_progress."),
     CustomTool(

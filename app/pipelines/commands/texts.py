@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from app.pipelines.commands.permissions import AUTHOR_MAY, needed_permission
 from app.pipelines.context import config_problems_markdown
 from app.repo_config import CONFIG_PATH, LoadedConfig, RepoConfig
 
@@ -48,8 +49,8 @@ def help_text(config: RepoConfig, slug: str | None, *, unknown: str | None = Non
                      f"`{CONFIG_PATH}`).")
     rows = ["| command | what it does | who may run it here |", "|---|---|---|"]
     for name, (usage, what) in WHAT.items():
-        needed = commands.permissions.get(name, "write")  # type: ignore[call-overload]
-        who = f"**{needed}** permission" + (" or the PR's author" if name in ("review", "ask", "describe") else "")
+        needed = needed_permission(commands, name)
+        who = f"**{needed}** permission" + (" or the PR's author" if name in AUTHOR_MAY else "")
         if name in NOT_YET:
             what += " — *not available in this version yet*"
         rows.append(f"| {usage} | {what} | {who} |")

@@ -43,9 +43,7 @@ class WatchedTools(ToolRegistry):
     one goes through."""
 
     def __init__(self, base: ToolRegistry) -> None:
-        super().__init__()
-        for tool in base._tools.values():
-            self.add(tool)
+        super().__init__(base.tools())
         self.refused: RefusedPublish | None = None
 
     async def call(self, ctx: ToolContext, name: str, raw: Any) -> ToolAnswer:

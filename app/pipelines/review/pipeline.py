@@ -33,14 +33,13 @@ from app.pipelines.diff import FileChange, fetch_pull_files, looks_generated, ma
 from app.pipelines.pr_state import PAUSED_REASON, paused_by, stopped_by
 from app.pipelines.review.brief import Brief, BriefInput, Incremental, build_brief
 from app.pipelines.review.endings import (RefusedPublish, ReviewPosts, WatchedTools, publish_refused,
-                                          publish_review_once, unfinished_reason)
+                                          unfinished_reason)
 from app.pipelines.review.publish import Published, ReviewSession, counts_line, existing_findings, tests_table
 from app.pipelines.session import cost_and_duration, run_agents, tool_context
 from app.repo_config import SEVERITY_ORDER, RepoConfig
 from app.sessions import SessionOutcome
 from app.store import JobState, PullReviewState
 from app.tools import default_registry
-from app.tools.schemas import PublishReviewInput
 
 log = logging.getLogger("prmedic.review")
 
@@ -174,7 +173,6 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
                        incremental=incremental, config_errors=errors)
     posts = ReviewPosts()
     tools = WatchedTools(default_registry())
-    tools.register("publish_review", PublishReviewInput, publish_review_once)
     try:
         outcome = await run_agents(run, task=brief.text, tools=tools, budget_usd=config.budget.review_usd,
                                    extra_instructions=repo_instructions(config, reviewed),
