@@ -161,9 +161,15 @@ class Worker:
             task.cancel()
         if tasks:
             await asyncio.wait(list(tasks.values()), timeout=grace)
-        await self._release(tasks)
-        if tasks:
-            log.info("worker %s: gave back %d running job(s) for the next worker", self.owner, len(tasks))
+        # A job whose task is still running (a tool call outlasting `grace`) is not given back: the
+        # next worker would run it beside this one. Its lease expires instead.
+        ended = [job_id for job_id, task in tasks.items() if task.done()]
+        await self._release(ended)
+        if ended:
+            log.info("worker %s: gave back %d running job(s) for the next worker", self.owner, len(ended))
+        if len(ended) < len(tasks):
+            log.warning("worker %s: %d job(s) still busy after %.0fs; their leases will expire", self.owner,
+                        len(tasks) - len(ended), grace)
 
     async def _release(self, job_ids: Iterable[int]) -> None:
         for job_id in job_ids:

@@ -281,6 +281,35 @@ async def test_cancel_request_stops_a_running_job(store, state):
     assert (await store.get_job(job_id)).state is state
 
 
+async def test_stopping_gives_back_only_the_jobs_whose_work_has_ended(store):
+    started, busy = asyncio.Event(), asyncio.Event()
+
+    async def quick(ctx):
+        started.set()
+        await asyncio.sleep(30)  # cancelled at once on stop
+
+    async def stubborn(ctx):
+        busy.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # like a tool call that finishes before the task ends
+            await asyncio.sleep(0.5)
+            raise
+
+    worker = make_worker(store, {"review": quick, "fix": stubborn}, lease_seconds=30, poll_seconds=0.05)
+    runner = asyncio.create_task(worker.run())
+    [quick_id] = await record(store, review_job())
+    [busy_id] = await record(store, NewJob(kind=JobKind.fix, repo="octo/repo", installation_id=1, head_sha="b" * 40,
+                                           supersede_key="fix:octo/repo@b"))
+    await asyncio.wait_for(asyncio.gather(started.wait(), busy.wait()), 5)
+    await worker.stop(grace=0.1)
+    await runner
+    given_back, still_leased = await store.get_job(quick_id), await store.get_job(busy_id)
+    assert given_back.attempts == 0 and given_back.lease_expires_at == 0
+    assert still_leased.attempts == 1 and still_leased.lease_owner == worker.owner
+    assert still_leased.lease_expires_at > time.time()
+
+
 def _free_port() -> int:
     import socket
 
