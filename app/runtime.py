@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import anthropic
 from aiohttp import web
 
+from app.errors import describe
 from app.github import GitHubApp
 from app.metrics import Metrics
 from app.pipelines import JobContext, Pipeline
@@ -120,8 +121,6 @@ async def learn_app_slug(svc: Services) -> None:
     try:
         app_info = await svc.github.app_client().getitem("/app")
     except Exception as exc:  # noqa: BLE001 - a best effort; `prmedic doctor` reports it properly
-        from app.errors import describe
-
         log.warning("could not read the App's slug from GitHub (%s); set PRMEDIC_APP_SLUG", describe(exc))
         return
     await svc.store.set_meta("app_slug", app_info["slug"])

@@ -12,7 +12,7 @@ import orjson
 from app.store.models import Job, JobState
 from app.store.sqlite.connection import SQLiteBase
 from app.store.sqlite.schema import JOB_COLUMNS, job_from_row
-from app.store.sqlite.supersede import superseded_by_newer, supersede_older, waits_for_older
+from app.store.sqlite.supersede import mark_superseded, superseded_by_newer, supersede_older, waits_for_older
 
 
 class JobTables(SQLiteBase):
@@ -39,12 +39,7 @@ class JobTables(SQLiteBase):
                 break
             key = row["supersede_key"]
             if key and superseded_by_newer(db, row):
-                db.execute(
-                    "UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?",
-                    (now, now, row["id"]),
-                )
-                if row["state"] == "running":
-                    stopped[row["id"]] = JobState.superseded
+                mark_superseded(db, row, now, stopped)
                 continue
             if key and row["state"] == "queued" and waits_for_older(db, row):
                 continue

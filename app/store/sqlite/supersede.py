@@ -18,10 +18,15 @@ def supersede_older(db: sqlite3.Connection, key: str, job_id: int, kind: str, he
         "SELECT id, state FROM jobs WHERE supersede_key = ? AND id < ? AND state IN ('queued', 'running')"
         + same_head_waits, params).fetchall()
     for row in rows:
-        db.execute("UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?",
-                   (now, now, row["id"]))
-        if row["state"] == "running":
-            stopped[row["id"]] = JobState.superseded
+        mark_superseded(db, row, now, stopped)
+
+
+def mark_superseded(db: sqlite3.Connection, row: sqlite3.Row, now: float, stopped: dict[int, JobState]) -> None:
+    """Supersede one unfinished job; a running one goes into `stopped`, for its worker to stop it."""
+    db.execute("UPDATE jobs SET state = 'superseded', finished_at = ?, updated_at = ? WHERE id = ?",
+               (now, now, row["id"]))
+    if row["state"] == "running":
+        stopped[row["id"]] = JobState.superseded
 
 
 def superseded_by_newer(db: sqlite3.Connection, row: sqlite3.Row) -> bool:
