@@ -191,3 +191,24 @@ async def app_stack(settings_env, monkeypatch, store, github_server, managed_age
         await runtime.aclose()
         await github.close()
         forget_synced()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_permission_cache():
+    """Each test asks GitHub for a commenter's permission afresh (the cache lives a minute)."""
+    from app.pipelines.commands import permissions
+
+    permissions.clear_cache()
+    yield
+    permissions.clear_cache()
+
+
+@pytest.fixture
+def pr(app_stack, git_repo):
+    """An open PR by octocat in the GitHub simulator; `maintainer` may write, `reader` may read."""
+    from review_helpers import REPO, PullRequestRepo
+
+    pr = PullRequestRepo(app_stack.state, git_repo)
+    app_stack.state.set_permission(REPO, "maintainer", "write")
+    app_stack.state.set_permission(REPO, "reader", "read")
+    return pr

@@ -24,6 +24,7 @@ from app.errors import describe, is_transient, network_problem
 from app.github.client import retry_delay
 from app.logs import redact
 from app.pipelines.context import JobContext, PipelineRun
+from app.pipelines.progress import SUMMARY_MAX, TITLE_MAX, ThrottledProgress, progress_output  # noqa: F401
 from app.sessions import SessionFailed, SessionRetryable
 from app.store import Job, StoreUnavailable
 
@@ -34,8 +35,6 @@ RERUN_HINTS = {
     "review": "Push a new commit, or close and reopen the pull request, and prmedic reviews it again.",
     "fix": "The next failing CI run on this pull request starts a new fix attempt.",
 }
-TITLE_MAX = 200
-SUMMARY_MAX = 60_000
 
 
 def _now_iso() -> str:
@@ -168,88 +167,21 @@ async def _quietly(lookup: Any) -> Any:
 
 # -- progress while the agents work ----------------------------------------------------------
 
-def progress_output(message: str, done: list[str], todo: list[str]) -> dict[str, str]:
-    lines = [message.strip(), ""]
-    if done:
-        lines += ["**Done**", *(f"- [x] {item}" for item in done), ""]
-    if todo:
-        lines += ["**To do**", *(f"- [ ] {item}" for item in todo), ""]
-    title = message.strip().splitlines()[0] if message.strip() else "Working"
-    if len(title) > TITLE_MAX:
-        title = title[: TITLE_MAX - 1] + "…"
-    return {"title": title, "summary": "\n".join(lines).strip()[:SUMMARY_MAX]}
-
-
-class ProgressReporter:
-    """Updates one check run, at most once every `min_interval` seconds (latest report wins).
-
-    The `report_progress` tool hands each report here (`ToolContext.progress`). Reports that
-    arrive within the interval replace each other and are sent when it is over, or by `flush()`
-    when the session ends."""
+class ProgressReporter(ThrottledProgress):
+    """The agents' progress on one check run (throttled: `ThrottledProgress`)."""
 
     def __init__(self, github: Callable[[], Awaitable[Any]], repo: str, check_run_id: int, *,
                  min_interval: float = 10.0, sent_at: float | None = None, flush_on_close: bool = True) -> None:
-        """`sent_at`: when the check run's output was last written (its creation counts), so a report
-        right after it waits for the interval. `flush_on_close=False` drops a report still waiting
-        when the session ends: for callers that complete the check run right after."""
+        super().__init__(min_interval=min_interval, sent_at=sent_at, flush_on_close=flush_on_close,
+                         where="the check run")
         self.github = github
         self.repo = repo
         self.check_run_id = check_run_id
-        self.min_interval = min_interval
-        self.updates_sent = 0
-        self._pending: dict[str, str] | None = None
-        self._last_sent = float("-inf") if sent_at is None else sent_at
-        self.flush_on_close = flush_on_close
-        self._timer: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
 
-    async def report(self, message: str, done: list[str] | None = None, todo: list[str] | None = None) -> str:
-        self._pending = progress_output(message, list(done or ()), list(todo or ()))
-        wait = self._last_sent + self.min_interval - time.monotonic()
-        if wait <= 0 and not self._lock.locked():
-            await self._send()
-            return "Progress shown on the check run."
-        if self._timer is None or self._timer.done():
-            self._timer = asyncio.create_task(self._send_later(max(wait, 0.0)))
-        return f"Progress noted; the check run shows it within {max(wait, 0.0):.0f} s."
-
-    async def _send_later(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        try:
-            await self._send()
-        except Exception as exc:  # noqa: BLE001 - progress is best effort
-            log.warning("check run %s: progress update failed: %s", self.check_run_id, exc)
-
-    async def _send(self) -> None:
-        async with self._lock:
-            output, self._pending = self._pending, None
-            if output is None:
-                return
-            self._last_sent = time.monotonic()
-            gh = await self.github()
-            await gh.patch(f"/repos/{self.repo}/check-runs/{self.check_run_id}",
-                           data={"status": "in_progress", "output": output})
-            self.updates_sent += 1
-
-    async def flush(self) -> None:
-        """Send a coalesced report now (when the session ends)."""
-        if self._timer is not None and not self._timer.done():
-            self._timer.cancel()
-            try:
-                await self._timer
-            except asyncio.CancelledError:
-                pass
-        self._timer = None
-        if self._pending is not None:
-            await self._send()
-
-    async def aclose(self) -> None:
-        if not self.flush_on_close:
-            self._pending = None
-        try:
-            await self.flush()
-        except Exception as exc:  # noqa: BLE001 - progress is best effort
-            log.warning("check run %s: final progress update failed: %s", self.check_run_id, exc)
+    async def write(self, output: dict[str, str]) -> None:
+        gh = await self.github()
+        await gh.patch(f"/repos/{self.repo}/check-runs/{self.check_run_id}",
+                       data={"status": "in_progress", "output": output})
 
 
 # -- when the worker gives a job up ----------------------------------------------------------

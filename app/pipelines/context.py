@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gidgethub.abc import GitHubAPI
 
@@ -19,12 +19,23 @@ from app.store import Job, Store
 if TYPE_CHECKING:
     import anthropic
 
+    from app.pipelines.progress import ThrottledProgress
+
     from app.github import GitHubApp
     from app.metrics import Metrics
     from app.sessions import SessionRuntime
     from app.settings import Settings
 
 Pipeline = Callable[["JobContext"], Awaitable[dict[str, Any] | None]]
+
+
+class CommandChannel(Protocol):
+    """Where a command job shows its progress and answer (the command's answer comment)."""
+
+    @property
+    def progress(self) -> ThrottledProgress: ...
+
+    async def reply(self, body: str) -> str: ...
 
 
 @dataclass
@@ -39,6 +50,9 @@ class JobContext:
     anthropic: anthropic.AsyncAnthropic | None = None
     metrics: Metrics | None = None
     bot_login: str | None = None  # "<app slug>[bot]", when known
+    # A command's own channel (`commands.feedback.CommandAnswer`): the agents' progress shows there
+    # too, and `reply` writes the command's answer there instead of the PR's reply comment.
+    command_answer: CommandChannel | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prmedic.pipeline"))
 
 

@@ -11,8 +11,10 @@ from app.agents.sync import SyncedAgents, default_definitions, ensure_synced
 from app.errors import PermanentError
 from app.pipelines.checks import ProgressReporter
 from app.pipelines.context import PipelineRun
+from app.pipelines.progress import Both
 from app.sessions import SessionFailed, SessionOutcome, SessionSpec
 from app.tools import ToolContext, ToolRegistry
+from app.tools.registry import Progress
 
 if TYPE_CHECKING:
     from app.pipelines.fix.ci_logs import CiLogs
@@ -30,12 +32,13 @@ def cost_and_duration(outcome: SessionOutcome | None, run: PipelineRun) -> str:
     return f"Cost (list price): {cost} · Duration: {run.elapsed()}"
 
 
-def tool_context(run: PipelineRun, *, progress: ProgressReporter | None = None, review: ReviewSession | None = None,
+def tool_context(run: PipelineRun, *, progress: Progress | None = None, review: ReviewSession | None = None,
                  review_posts: ReviewPosts | None = None, fix: FixTarget | None = None,
                  ci_logs: CiLogs | None = None) -> ToolContext:
     """What this run's tools work on: the job, its check run, and the pipeline's own state."""
+    channel = run.ctx.command_answer
     return ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
-                       progress=progress, run=run, review=review, review_posts=review_posts, fix=fix,
+                       progress=progress, answer=channel.reply if channel is not None else None, run=run, review=review, review_posts=review_posts, fix=fix,
                        ci_logs=ci_logs)
 
 
@@ -75,12 +78,15 @@ async def run_agents(
             environment_id=team.environment_id(environment), budget_cents=int(round(budget_usd * 100)),
             title=title, system_override=system,
         )
-        progress = None
+        progress: Progress | None = None
         if run.check_run_id is not None:
             # The pipeline completes the check run right after the session, so a last report still
             # waiting for its interval would be overwritten at once: it is not sent.
             progress = ProgressReporter(run.github, run.repo, run.check_run_id, sent_at=run.check_opened,
                                         flush_on_close=False)
+        channel = run.ctx.command_answer
+        if channel is not None:
+            progress = channel.progress if progress is None else Both(progress, channel.progress)
         ctx = tool_context(run, progress=progress, review=review, review_posts=review_posts, fix=fix,
                            ci_logs=ci_logs)
         return await runtime.run(spec, ctx, tools=tools)

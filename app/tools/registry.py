@@ -77,6 +77,7 @@ class ToolContext:
     check_run_id: int | None = None
     session_id: str | None = None
     progress: Progress | None = None  # the check run's reporter, when the pipeline opened one
+    answer: Callable[[str], Awaitable[str]] | None = None  # a command job: `reply` writes the command's answer
     run: PipelineRun | None = None
     review: ReviewSession | None = None  # a review job: what publish_review publishes
     review_posts: ReviewPosts | None = None  # a review job: review POSTs whose answer was lost

@@ -18,6 +18,10 @@ async def reply(ctx: ToolContext, args: ReplyInput) -> str:
     body = redact(args.body)
     if len(body) > REPLY_MAX:
         body = body[:REPLY_MAX] + "\n\n…(cut)"
+    if ctx.answer is not None:  # a command: its answer goes where the command was asked
+        url = await ctx.answer(body)
+        return (f"Answer posted: {url}. Calling reply again replaces it (one answer per command); the app adds the "
+                "outcome, cost and duration under it when the job ends.")
     url = await upsert_comment(await ctx.github(), ctx.repo, number, body, marker=REPLY_MARKER)
     return (f"Answer posted on the pull request: {url}. Calling reply again replaces it (one answer comment per pull "
             "request).")

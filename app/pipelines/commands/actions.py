@@ -86,10 +86,12 @@ async def review(command: Command) -> Result:
             await command.feedback.answer(f"A review of `{head[:7]}` is already running; it posts its result here "
                                           "when it is done (one review per commit).")
             return True, {"result": "already_running", "head_sha": head}
-    await command.feedback.answer(f"Reviewing `{head[:7]}`" + (" from scratch" if full else "") +
-                                  f" (asked by @{command.user})…")
+    command.answer.heading = (f"Reviewing `{head[:7]}`" + (" from scratch" if full else "") +
+                              f" (asked by @{command.user})…")
+    await command.answer.start()
     payload = {"repository": job.payload.get("repository") or {}, "pull_request": pr, "trigger": "command",
-               "force": True, "full": full, "requested_by": command.user}
+               "force": True, "full": full, "requested_by": command.user,
+               "budget_usd": run.config.budget.command_usd}
     review_job = job.model_copy(update={"head_sha": head, "payload": payload})
     result = await command.review(dataclasses.replace(ctx, job=review_job)) or {}
     check_id = await known_check_run(run)
@@ -107,7 +109,8 @@ async def review(command: Command) -> Result:
     else:
         findings = sum((result.get("findings") or {}).values())
         body = f"Reviewed `{head[:7]}`: {findings} finding(s), conclusion **{result.get('conclusion')}**{where}."
-    await command.feedback.answer(body)
+    cost = f"Cost (list price): ${result['list_cost_usd']:.2f} · " if result.get("list_cost_usd") is not None else ""
+    await command.answer.finish(f"`/review` by @{command.user} · {cost}Duration: {run.elapsed()}", body=body)
     ok = not result.get("skipped") and not result.get("unfinished")
     return ok, {"result": "reviewed" if ok else "not_reviewed", "head_sha": head,
                 "review": {k: result.get(k) for k in ("conclusion", "review_url", "skipped", "unfinished")

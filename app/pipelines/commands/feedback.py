@@ -5,12 +5,14 @@ start; 🚀 done, 😕 failed or refused) and one answer comment per command com
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from gidgethub.abc import GitHubAPI
 
 from app.errors import describe
 from app.logs import redact
+from app.pipelines.progress import ThrottledProgress
 from app.tools.comments import upsert_comment
 
 log = logging.getLogger("prmedic.commands")
@@ -49,3 +51,61 @@ class Feedback:
         self.answer_url = await upsert_comment(self.gh, self.repo, self.pr_number, redact(body),
                                                marker=marker(self.comment_id))
         return self.answer_url
+
+
+def render_answer(heading: str, *, status: dict[str, str] | None, reply: str | None, footer: str | None) -> str:
+    """The answer comment of a command that runs agents (pure): the agents' answer once they gave
+    one (`reply`), else the heading and their latest progress as a checklist; then the outcome."""
+    if reply is not None:
+        parts = [reply.strip()]
+    else:
+        parts = [heading, status["summary"] if status else "Starting the agents…"]
+    if footer:
+        parts.append(f"---\n{footer}")
+    elif reply is not None:
+        parts.append("---\n*Still working…*")
+    return "\n\n".join(parts)
+
+
+class CommandAnswer(ThrottledProgress):
+    """A command's answer comment while its agents work: their progress (`report_progress`,
+    throttled) as a checklist, their answer (`reply`) in place of it, and the outcome under it
+    (`finish`). It is the job's `JobContext.command_answer`."""
+
+    def __init__(self, feedback: Feedback, heading: str, *, min_interval: float = 5.0) -> None:
+        super().__init__(min_interval=min_interval, flush_on_close=False, where="the command's answer comment")
+        self.feedback = feedback
+        self.heading = heading
+        self.status: dict[str, str] | None = None
+        self.reply_body: str | None = None
+        self.footer: str | None = None
+
+    @property
+    def progress(self) -> CommandAnswer:
+        return self
+
+    def render(self) -> str:
+        return render_answer(self.heading, status=self.status, reply=self.reply_body, footer=self.footer)
+
+    async def write(self, output: dict[str, str]) -> None:
+        self.status = output
+        await self.feedback.answer(self.render())
+
+    async def start(self) -> None:
+        async with self._lock:
+            self._last_sent = time.monotonic()
+            await self.feedback.answer(self.render())
+
+    async def reply(self, body: str) -> str:
+        async with self._lock:
+            self.reply_body = body
+            return await self.feedback.answer(self.render())
+
+    async def finish(self, footer: str, *, body: str | None = None) -> str:
+        """The final state: `body` replaces the answer when given (e.g. why there is none)."""
+        self._pending = None
+        async with self._lock:
+            if body is not None:
+                self.reply_body = body
+            self.footer = footer
+            return await self.feedback.answer(self.render())

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import describe, will_retry
-from app.pipelines.commands import actions, texts
-from app.pipelines.commands.feedback import Feedback
+from app.pipelines.commands import actions, agents, texts
+from app.pipelines.commands.feedback import CommandAnswer, Feedback
 from app.pipelines.commands.permissions import (
     allows,
     author_may,
@@ -45,6 +45,7 @@ class Command:
     args: str
     user: str | None
     pr_author: str | None
+    answer: CommandAnswer  # the answer comment as the agents' channel (`JobContext.command_answer`)
 
     @property
     def ctx(self) -> JobContext:
@@ -67,8 +68,10 @@ async def run_command(ctx: JobContext, review: Pipeline) -> dict[str, Any]:
     run = await prepare(ctx)
     assert job.pr_number is not None
     feedback = Feedback(run.gh, job.repo, job.pr_number, int(comment["id"]), payload.get("source", "issue_comment"))
-    command = Command(run, feedback, review, payload.get("command", "help"), payload.get("args") or "",
-                      comment.get("author"), payload.get("pr_author"))
+    name, user = payload.get("command", "help"), comment.get("author")
+    answer = CommandAnswer(feedback, f"`/{name}` asked by @{user}: working on it…")
+    ctx.command_answer = answer
+    command = Command(run, feedback, review, name, payload.get("args") or "", user, payload.get("pr_author"), answer)
     await feedback.react("eyes")
     try:
         outcome = await dispatch(command)
@@ -106,7 +109,7 @@ async def dispatch(command: Command) -> Outcome:
     if name in texts.NOT_YET:
         await command.feedback.answer(texts.not_available(name))
         return Outcome(False, {"result": "not_available"})
-    handler = actions.HANDLERS.get(name)
+    handler = actions.HANDLERS.get(name) or agents.HANDLERS.get(name)
     if handler is None:  # a command routing knows and this version does not
         await command.feedback.answer(texts.not_available(name))
         return Outcome(False, {"result": "not_available"})

@@ -22,7 +22,7 @@ WHAT = {
     "help": ("`/help`", "this list"),
 }
 # Recognised commands whose work needs an agent session: not in this version yet.
-NOT_YET = ("fix", "ask", "test", "describe")
+NOT_YET = ("fix", "test", "describe")
 
 
 def not_available(name: str) -> str:

@@ -174,7 +174,8 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
     posts = ReviewPosts()
     tools = WatchedTools(default_registry())
     try:
-        outcome = await run_agents(run, task=brief.text, tools=tools, budget_usd=config.budget.review_usd,
+        outcome = await run_agents(run, task=brief.text, tools=tools,
+                                   budget_usd=payload.get("budget_usd") or config.budget.review_usd,
                                    extra_instructions=repo_instructions(config, reviewed),
                                    review=rs, review_posts=posts,
                                    repo_language=(job.payload.get("repository") or {}).get("language"),
