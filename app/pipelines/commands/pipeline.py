@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import describe, will_retry
-from app.pipelines.commands import actions, agents, texts
+from app.pipelines.commands import actions, agents, change, texts
+from app.pipelines.commands import describe as describe_command
 from app.pipelines.commands.feedback import CommandAnswer, Feedback
 from app.pipelines.commands.permissions import (
     allows,
@@ -109,7 +110,7 @@ async def dispatch(command: Command) -> Outcome:
     if name in texts.NOT_YET:
         await command.feedback.answer(texts.not_available(name))
         return Outcome(False, {"result": "not_available"})
-    handler = actions.HANDLERS.get(name) or agents.HANDLERS.get(name)
+    handler = {**actions.HANDLERS, **agents.HANDLERS, **describe_command.HANDLERS, **change.HANDLERS}.get(name)
     if handler is None:  # a command routing knows and this version does not
         await command.feedback.answer(texts.not_available(name))
         return Outcome(False, {"result": "not_available"})
