@@ -85,11 +85,18 @@ DEFAULT_COMMAND_PERMISSIONS: dict[str, Permission] = {
     "fix": "write", "test": "write", "stop": "write", "pause": "write", "resume": "write"}
 
 
+class DescribeConfig(_Section):
+    # body: the PR's description, between prmedic's markers (the author's text is kept);
+    # comment: one comment of its own, updated in place.
+    mode: Literal["body", "comment"] = "body"
+
+
 class CommandsConfig(_Section):
     enabled: bool = True
     # The lowest repository permission a commenter needs for each command; commands not named
     # keep their default.
     permissions: dict[CommandName, Permission] = Field(default_factory=lambda: dict(DEFAULT_COMMAND_PERMISSIONS))
+    describe: DescribeConfig = Field(default_factory=DescribeConfig)
 
     @field_validator("permissions")
     @classmethod

@@ -20,7 +20,7 @@ from app.metrics import Metrics
 from app.pipelines import JobContext, Pipeline
 from app.pipelines.checks import close_abandoned_check_run
 from app.pipelines.commands import make_command_pipeline
-from app.pipelines.fix.pipeline import fix_pipeline
+from app.pipelines.fix.pipeline import fix_pipeline, run_fix
 from app.pipelines.review.pipeline import review_pipeline
 from app.server import create_app
 from app.sessions import SessionRuntime, SessionSettings
@@ -32,7 +32,7 @@ log = logging.getLogger("prmedic")
 
 # The pipelines this version ships, by job kind. A kind missing here is marked `no_pipeline`, visibly.
 PIPELINES: dict[str, Pipeline] = {"fix": fix_pipeline, "review": review_pipeline,
-                                  "command": make_command_pipeline(review_pipeline)}
+                                  "command": make_command_pipeline(review_pipeline, run_fix)}
 
 
 @dataclass

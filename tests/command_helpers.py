@@ -5,6 +5,8 @@ reader `reader`) is in `conftest.py`."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from conftest import example
 from review_helpers import REPO, REPO_NAME, PullRequestRepo
 
@@ -55,6 +57,25 @@ def review_comment_event(pr: PullRequestRepo, body: str, *, user: str = "maintai
     data["sender"].update(login=user, type="User")
     return data
 
+
+def review_reply_event(pr: PullRequestRepo, thread_id: int, body: str, *, user: str = "maintainer") -> dict:
+    """GitHub's `pull_request_review_comment` example for a reply: `user` wrote `body` in the thread
+    of top-level review comment `thread_id` (the reply exists in the simulator)."""
+    top = pr.state.review_comments[thread_id]
+    now = pr.state.now()
+    reply = dataclasses.replace(top, id=pr.state.next_id("review_comment", 90000000), user=user, body=body,
+                                in_reply_to_id=top.id, created_at=now, updated_at=now, reactions=[])
+    pr.state.review_comments[reply.id] = reply
+    data = _point(example("pull_request_review_comment", "created"), pr)
+    data["comment"].update(id=reply.id, body=body, path=top.path, line=top.line, side=top.side,
+                           commit_id=top.commit_id, diff_hunk=top.diff_hunk, in_reply_to_id=top.id,
+                           html_url=f"https://github.com/{REPO}/pull/{pr.pr.number}#discussion_r{reply.id}")
+    data["comment"]["user"].update(login=user, type="User")
+    data["pull_request"].update(number=pr.pr.number, state="open")
+    data["pull_request"]["user"].update(login=pr.pr.user, type="User")
+    data["pull_request"]["head"]["sha"] = pr.head
+    data["sender"].update(login=user, type="User")
+    return data
 
 async def command(app_stack, pr: PullRequestRepo, body: str, **kw) -> tuple:
     """Deliver the comment, run the jobs: (its command job or None, its answer comment body or None, the comment)."""

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - depends on how pytest put tests/ on sy
     from tests.sims.managed_agents_fixtures import managed_agents, managed_agents_env  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
-CUSTOM_TOOLS = {"report_progress", "publish_review", "propose_fix", "read_ci_log", "reply"}
+CUSTOM_TOOLS = {"report_progress", "publish_review", "propose_fix", "read_ci_log", "reply", "write_description"}
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ def test_every_tool_of_the_shipped_definitions_has_a_handler():
 
 def test_agents_check_fails_naming_the_file_and_a_tool_without_a_handler(defs_copy, capsys):
     agents, envs = defs_copy
-    edit(agents / "coordinator.md", "read_ci_log, reply]", "read_ci_log, reply, merge_pull_request]")
+    edit(agents / "coordinator.md", "write_description]", "write_description, merge_pull_request]")
     code = main(["agents", "check", "--agents-dir", str(agents), "--environments-dir", str(envs)])
     assert code == 1
     err = capsys.readouterr().err
@@ -160,7 +160,7 @@ def test_agents_check_fails_naming_the_file_and_a_tool_without_a_handler(defs_co
 def test_a_tool_of_the_contract_whose_handler_is_gone_fails_the_check(defs_copy, monkeypatch):
     agents, envs = defs_copy
     monkeypatch.setitem(TOOL_TABLE, "label", CustomTool("label", ReplyInput, "Label the PR.", "app.tools:nowhere"))
-    edit(agents / "coordinator.md", "read_ci_log, reply]", "read_ci_log, reply, label]")
+    edit(agents / "coordinator.md", "write_description]", "write_description, label]")
     (problem,) = problems_of(agents, envs)
     assert problem.startswith("agents/coordinator.md: field 'custom_tools': the handler of 'label' (app.tools:nowhere) "
                               "cannot be loaded")

@@ -116,3 +116,47 @@ def test_help_marks_the_commands_not_available_yet_and_the_unknown_one():
         line = next(line for line in text.splitlines() if line.startswith(f"| `/{name}"))
         assert "not available in this version yet" in line
     assert "*not available" not in next(line for line in text.splitlines() if line.startswith("| `/stop`"))
+
+
+# -- the answer comment of a command that runs agents -------------------------------------------
+
+def test_the_answer_shows_progress_until_the_agents_answer_then_the_outcome_under_it():
+    from app.pipelines.commands.feedback import render_answer
+    from app.pipelines.progress import progress_output
+
+    status = progress_output("Reading total()", ["read the diff"], ["answer"])
+    working = render_answer("`/ask` asked by @ann: working on it…", status=status, reply=None, footer=None)
+    assert working.startswith("`/ask` asked by @ann: working on it…\n\nReading total()")
+    assert "- [x] read the diff" in working and "- [ ] answer" in working
+    answered = render_answer("h", status=status, reply="It skips the first item.", footer=None)
+    assert answered == "It skips the first item.\n\n---\n*Still working…*"
+    done = render_answer("h", status=status, reply="It skips the first item.", footer="`/ask` by @ann · 3 s")
+    assert done == "It skips the first item.\n\n---\n`/ask` by @ann · 3 s"
+    assert render_answer("h", status=None, reply=None, footer=None) == "h\n\nStarting the agents…"
+
+
+class _Comments:
+    """A Feedback stand-in that records every body written (the answer comment's edits)."""
+
+    def __init__(self):
+        self.bodies: list[str] = []
+
+    async def answer(self, body: str) -> str:
+        self.bodies.append(body)
+        return "https://github.com/o/r/pull/1#issuecomment-1"
+
+
+async def test_progress_is_throttled_and_a_reply_or_the_end_is_written_at_once():
+    from app.pipelines.commands.feedback import CommandAnswer
+
+    comments = _Comments()
+    answer = CommandAnswer(comments, "heading", min_interval=60)  # type: ignore[arg-type]
+    await answer.start()
+    assert await answer.report("one") == "Progress noted; the command's answer comment shows it within 60 s."
+    await answer.report("two")
+    assert comments.bodies == ["heading\n\nStarting the agents…"]  # coalesced, waiting for the interval
+    assert await answer.reply("The answer.") == "https://github.com/o/r/pull/1#issuecomment-1"
+    await answer.finish("footer")
+    assert comments.bodies[1:] == ["The answer.\n\n---\n*Still working…*", "The answer.\n\n---\nfooter"]
+    await answer.aclose()  # a report still waiting when the session ends is dropped: the end is written
+    assert len(comments.bodies) == 3

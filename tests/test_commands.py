@@ -27,7 +27,6 @@ async def test_help_lists_the_commands_with_the_permission_each_needs_here(app_s
     assert job.result["result"] == "answered"
     assert "| `/review` · `/review full` |" in answer and "**triage** permission or the PR's author" in answer
     assert "| `/stop` |" in answer and "| `/pause` |" in answer and "| `/config` |" in answer
-    assert "not available in this version yet" in answer
     assert "`@prmedic <command>`" in answer
     assert reactions(comment) == ["eyes", "rocket"]
     assert app_stack.state.violations == []
@@ -98,14 +97,6 @@ async def test_an_unknown_command_gets_the_help(app_stack, pr):
     assert reactions(comment) == ["eyes", "confused"]
 
 
-async def test_commands_that_need_agents_say_they_are_not_available_yet(app_stack, pr):
-    for name in ("fix", "test", "describe"):
-        _cid, answer, comment = await command(app_stack, pr, f"/{name} something")
-        assert f"`/{name}` is recognised but not available in this version yet." in answer
-        assert reactions(comment) == ["eyes", "confused"]
-    assert not app_stack.agents.sim.sessions
-
-
 @pytest.mark.parametrize("kind", ["edited", "own", "bot"])
 async def test_edited_comments_and_bot_comments_run_nothing(app_stack, pr, kind):
     if kind == "edited":
@@ -126,9 +117,12 @@ async def test_a_command_in_a_review_thread_reacts_on_the_review_comment(app_sta
     data = review_comment_event(pr, "/config")
     await app_stack.deliver("pull_request_review_comment", data)
     await app_stack.run_jobs()
-    cid, answer, comment = _outcome(app_stack, pr, data["comment"]["id"])
+    cid, on_conversation, comment = _outcome(app_stack, pr, data["comment"]["id"])
     await finished(app_stack, cid)
-    assert "```yaml" in answer and reactions(comment) == ["eyes", "rocket"]
+    (answer,) = [c for c in app_stack.state.review_comments_of(REPO, pr.pr.number)
+                 if f"<!-- prmedic:command:{cid} -->" in c.body]
+    assert answer.in_reply_to_id == cid and "```yaml" in answer.body and on_conversation is None
+    assert reactions(comment) == ["eyes", "rocket"]
     assert app_stack.state.violations == []
 
 

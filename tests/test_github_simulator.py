@@ -279,6 +279,40 @@ async def test_review_comment_outside_the_diff_refuses_the_whole_review(gh, gith
     assert github_state.violations == []
 
 
+async def test_a_reply_to_a_reply_is_refused_as_github_does(gh, github_state, feature_repo):
+    top = github_state.add_review_comment("octo-org/demo", 7, "alice", "Why?", path="app.py", line=20)
+    replies = f"/repos/octo-org/demo/pulls/7/comments/{top.id}/replies"
+    status, reply, _ = await gh.req("POST", replies, json={"body": "Because."})
+    assert status == 201 and reply["in_reply_to_id"] == top.id
+    status, body, _ = await gh.req("POST", f"/repos/octo-org/demo/pulls/7/comments/{reply['id']}/replies",
+                                   json={"body": "And a reply to the reply."})
+    assert status == 422 and body["message"] == "Validation Failed"
+    assert body["errors"][0]["field"] == "in_reply_to_id" and "replies to replies" in body["errors"][0]["message"]
+    assert [c.in_reply_to_id for c in github_state.review_comments_of("octo-org/demo", 7)] == [None, top.id]
+    status, _, _ = await gh.req("POST", "/repos/octo-org/demo/pulls/7/comments/99999/replies", json={"body": "x"})
+    assert status == 404
+    assert github_state.violations == []
+
+
+async def test_editing_a_review_comment_is_checked(gh, github_state, feature_repo):
+    top = github_state.add_review_comment("octo-org/demo", 7, "alice", "Why?", path="app.py", line=20)
+    _, reply, _ = await gh.req("POST", f"/repos/octo-org/demo/pulls/7/comments/{top.id}/replies",
+                               json={"body": "Because."})
+    status, edited, _ = await gh.req("PATCH", f"/repos/octo-org/demo/pulls/comments/{reply['id']}",
+                                     json={"body": "Because, edited."})
+    assert status == 200 and edited["body"] == "Because, edited." and edited["in_reply_to_id"] == top.id
+    status, _, _ = await gh.req("PATCH", f"/repos/octo-org/demo/pulls/comments/{top.id}", json={"body": "mine now"})
+    assert status == 403 and top.body == "Why?"  # someone else's comment
+    status, _, _ = await gh.req("PATCH", f"/repos/octo-org/demo/pulls/comments/{reply['id']}",
+                                json={"body": "x" * 70000})
+    assert status == 422
+    status, _, _ = await gh.req("PATCH", "/repos/octo-org/demo/pulls/comments/99999", json={"body": "x"})
+    assert status == 404
+    assert github_state.violations == []
+    github_state.expect_violations = True
+    status, _, _ = await gh.req("PATCH", f"/repos/octo-org/demo/pulls/comments/{reply['id']}", json={"text": "x"})
+    assert status == 422 and github_state.violations
+
 async def test_create_pull_rules(gh, github_state, feature_repo):
     path = "/repos/octo-org/demo/pulls"
     status, body, _ = await gh.req("POST", path, json={"title": "t", "head": "feature", "base": "main"})

@@ -130,6 +130,7 @@ async def test_a_review_session_answers_every_offered_tool_and_reply_keeps_one_c
         ("reply", {"body": "Looking at it."}),
         ("propose_fix", {"title": "Fix", "patch": "--- a/x\n+++ b/x\n"}),
         ("read_ci_log", {"job_id": 1}),
+        ("write_description", {"body": "What the change does."}),
         ("publish_review", {"body": "One real bug.", "commit_id": pr.head,
                             "comments": [GITHUB_STYLE_COMMENT, range_across_sides]}),
         ("reply", {"body": "Reviewed: one blocker, one major."}),
@@ -144,6 +145,8 @@ async def test_a_review_session_answers_every_offered_tool_and_reply_keeps_one_c
     assert results["report_progress"].text.endswith("ignored: status — not a field of report_progress")
     assert results["propose_fix"].is_error and "does not apply to this review job" in results["propose_fix"].text
     assert results["read_ci_log"].is_error and "does not apply to this review job" in results["read_ci_log"].text
+    assert results["write_description"].is_error and "does not apply to this review job" in \
+        results["write_description"].text and pr.pr.body == "Adds `total()`."
 
     published = results["publish_review"]
     assert not published.is_error, published.text

@@ -3,6 +3,8 @@ the review pipeline (which obeys it) and the commands (which set it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.store import Store
 
 
@@ -32,3 +34,50 @@ async def stopped_by(store: Store, job_id: int) -> str | None:
 
 
 PAUSED_REASON = "automatic reviews are paused on this PR (/resume)"
+
+
+# -- a `/review` command running on a head ------------------------------------------------------
+# `/review` runs the review pipeline inside its command job, which has no supersede key: the
+# automatic review of the same head learns of it from this mark. The command writes it in two
+# steps (before it looks for a running automatic review, then once it has decided to review), so
+# that a command and an automatic review starting at the same moment never both review the head.
+
+def command_review_key(repo: str, pr_number: int) -> str:
+    return f"command_review:{repo}#{pr_number}"
+
+
+@dataclass(frozen=True)
+class CommandReview:
+    """The mark of a `/review` command job on a PR: the head it reviews, and whether it has decided
+    to review it (`reviewing`) or is still looking for a running automatic review of that head."""
+
+    head_sha: str
+    job_id: int
+    reviewing: bool
+
+    def encode(self) -> str:
+        return f"{self.head_sha}:{self.job_id}:{'reviewing' if self.reviewing else 'checking'}"
+
+    @classmethod
+    def decode(cls, value: str | None) -> CommandReview | None:
+        head, _, rest = (value or "").partition(":")
+        job_id, _, phase = rest.partition(":")
+        if not head or not job_id.isdigit() or phase not in ("checking", "reviewing"):
+            return None
+        return cls(head, int(job_id), phase == "reviewing")
+
+
+async def command_review(store: Store, repo: str, pr_number: int) -> CommandReview | None:
+    """The mark of the `/review` command last started on this PR, if it has not cleared it."""
+    return CommandReview.decode(await store.get_meta(command_review_key(repo, pr_number)))
+
+
+async def mark_command_review(store: Store, repo: str, pr_number: int, mark: CommandReview) -> None:
+    await store.set_meta(command_review_key(repo, pr_number), mark.encode())
+
+
+async def clear_command_review(store: Store, repo: str, pr_number: int, job_id: int) -> None:
+    """Remove the mark of `job_id` (a mark a later `/review` wrote stays)."""
+    mark = await command_review(store, repo, pr_number)
+    if mark is not None and mark.job_id == job_id:
+        await store.set_meta(command_review_key(repo, pr_number), "")

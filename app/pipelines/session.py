@@ -17,6 +17,7 @@ from app.tools import ToolContext, ToolRegistry
 from app.tools.registry import Progress
 
 if TYPE_CHECKING:
+    from app.pipelines.commands.describe import DescribeTarget
     from app.pipelines.fix.ci_logs import CiLogs
     from app.pipelines.fix.propose import FixTarget
     from app.pipelines.review.endings import ReviewPosts
@@ -34,12 +35,12 @@ def cost_and_duration(outcome: SessionOutcome | None, run: PipelineRun) -> str:
 
 def tool_context(run: PipelineRun, *, progress: Progress | None = None, review: ReviewSession | None = None,
                  review_posts: ReviewPosts | None = None, fix: FixTarget | None = None,
-                 ci_logs: CiLogs | None = None) -> ToolContext:
+                 ci_logs: CiLogs | None = None, describe: DescribeTarget | None = None) -> ToolContext:
     """What this run's tools work on: the job, its check run, and the pipeline's own state."""
     channel = run.ctx.command_answer
     return ToolContext(job=run.job, store=run.ctx.store, github=run.github, check_run_id=run.check_run_id,
                        progress=progress, answer=channel.reply if channel is not None else None, run=run, review=review, review_posts=review_posts, fix=fix,
-                       ci_logs=ci_logs)
+                       ci_logs=ci_logs, describe=describe)
 
 
 async def run_agents(
@@ -55,12 +56,13 @@ async def run_agents(
     review_posts: ReviewPosts | None = None,
     fix: FixTarget | None = None,
     ci_logs: CiLogs | None = None,
+    describe: DescribeTarget | None = None,
     head_sha: str | None = None,
     pr_number: int | None = None,
 ) -> SessionOutcome:
     """Sync the team if needed and run the job's session with `tools`; progress goes to the check run.
 
-    `review` … `ci_logs` are the pipeline's own state, handed to its tools (`ToolContext`).
+    `review` … `describe` are the pipeline's own state, handed to its tools (`ToolContext`).
     `head_sha` / `pr_number` mount another commit than the job's own (a fix called explicitly,
     e.g. by `/fix`, or following up on a fix commit)."""
     runtime, client = run.ctx.sessions, run.ctx.anthropic
@@ -88,7 +90,7 @@ async def run_agents(
         if channel is not None:
             progress = channel.progress if progress is None else Both(progress, channel.progress)
         ctx = tool_context(run, progress=progress, review=review, review_posts=review_posts, fix=fix,
-                           ci_logs=ci_logs)
+                           ci_logs=ci_logs, describe=describe)
         return await runtime.run(spec, ctx, tools=tools)
 
     try:

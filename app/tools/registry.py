@@ -38,6 +38,7 @@ from app.tools.schemas import split_unknown
 if TYPE_CHECKING:  # the pipelines' own state, named for the reader; never imported at run time
     from gidgethub.abc import GitHubAPI
 
+    from app.pipelines.commands.describe import DescribeTarget
     from app.pipelines.context import PipelineRun
     from app.pipelines.fix.ci_logs import CiLogs
     from app.pipelines.fix.propose import FixTarget
@@ -83,6 +84,7 @@ class ToolContext:
     review_posts: ReviewPosts | None = None  # a review job: review POSTs whose answer was lost
     fix: FixTarget | None = None  # a fix job: what propose_fix checks and delivers
     ci_logs: CiLogs | None = None  # a fix job: the failing checks read_ci_log reads
+    describe: DescribeTarget | None = None  # a `/describe` job: where write_description writes
 
     @property
     def repo(self) -> str:

@@ -179,6 +179,12 @@ class ReplyInput(_Input):
     body: str = Field(min_length=1, description="The answer (Markdown).")
 
 
+class WriteDescriptionInput(_Input):
+    """Write the pull request's description (`/describe`)."""
+
+    body: str = Field(min_length=1, description="The description (Markdown), without a title.")
+
+
 # -- the contract: one entry per custom tool ---------------------------------------------------
 
 
@@ -236,6 +242,15 @@ CUSTOM_TOOLS: dict[str, CustomTool] = {tool.name: tool for tool in (
         "Post (or update) the bot's answer comment on the pull request, in Markdown. Use it to answer a slash-command "
         "or a question addressed to the bot; reviews go through publish_review instead.",
         "app.tools.reply:reply"),
+    CustomTool(
+        "write_description", WriteDescriptionInput,
+        "Write the pull request's description (a `/describe` job), in Markdown. The app puts it into the pull "
+        "request's body between its own markers, keeping every word the author wrote outside them (or posts it as "
+        "one comment, if the repository says so). Calling it again replaces what the last call wrote. The answer "
+        "says where it was written.",
+        "app.pipelines.commands.describe:write_description", needs="describe",
+        instead="Only a `/describe` job writes the pull request's description. Answer with reply, or say it in your "
+                "final report_progress."),
 )}
 
 

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from app.pipelines.checks import known_check_run
 from app.pipelines.commands import texts
-from app.pipelines.pr_state import set_paused, stopped_by_key
+from app.pipelines.context import JobContext
+from app.pipelines.pr_state import (
+    CommandReview,
+    clear_command_review,
+    mark_command_review,
+    set_paused,
+    stopped_by_key,
+)
 from app.routing.fields import pull_request_fields
 from app.store import JobState
 
@@ -73,19 +80,44 @@ async def review(command: Command) -> Result:
     if pr.get("state") == "closed":
         await command.feedback.answer("The pull request is closed: prmedic does not review it.")
         return False, {"result": "closed"}
+    # Marked before looking at the automatic review and the head's record, so an automatic review
+    # starting from now on sees this command, and one that ended before has recorded the head
+    # (app/pipelines/review/overlap.py); "reviewing" once this command has decided to review.
+    mark = CommandReview(head, job.id, reviewing=full)
+    await mark_command_review(ctx.store, job.repo, job.pr_number, mark)
+    try:
+        if not full:
+            answer = await _already(ctx, head)
+            if answer is not None:
+                await clear_command_review(ctx.store, job.repo, job.pr_number, job.id)  # an automatic review may wait
+                await command.feedback.answer(answer[0])
+                return True, {"result": answer[1], "head_sha": head}
+            await mark_command_review(ctx.store, job.repo, job.pr_number, dataclasses.replace(mark, reviewing=True))
+        return await _review_head(command, pr, full)
+    finally:
+        await clear_command_review(ctx.store, job.repo, job.pr_number, job.id)
+
+
+async def _already(ctx: JobContext, head: str) -> tuple[str, str] | None:
+    """Why `/review` (not `full`) does not review `head`: (the answer, the result), or None."""
+    job = ctx.job
+    running = await ctx.store.list_jobs(states=[JobState.running], repo=job.repo, pr_number=job.pr_number,
+                                        kind="review")
+    if any(other.head_sha == head for other in running):
+        return (f"A review of `{head[:7]}` is already running; it posts its result here when it is done (one "
+                "review per commit).", "already_running")
     stored = await ctx.store.get_pull_review(job.repo, job.pr_number)
-    if stored and stored.head_sha == head and not full:
+    if stored and stored.head_sha == head:
         link = f" ([the review]({stored.summary_review_url}))" if stored.summary_review_url else ""
-        await command.feedback.answer(f"Commit `{head[:7]}` was already reviewed{link}. `/review full` reviews it "
-                                      "again from scratch.")
-        return True, {"result": "already_reviewed", "head_sha": head}
-    if not full:
-        running = await ctx.store.list_jobs(states=[JobState.running], repo=job.repo, pr_number=job.pr_number,
-                                            kind="review")
-        if any(other.head_sha == head for other in running):
-            await command.feedback.answer(f"A review of `{head[:7]}` is already running; it posts its result here "
-                                          "when it is done (one review per commit).")
-            return True, {"result": "already_running", "head_sha": head}
+        return (f"Commit `{head[:7]}` was already reviewed{link}. `/review full` reviews it again from scratch.",
+                "already_reviewed")
+    return None
+
+
+async def _review_head(command: Command, pr: dict[str, Any], full: bool) -> Result:
+    """`/review`'s review itself: the review pipeline on the head, its outcome in the answer comment."""
+    run, ctx = command.run, command.ctx
+    job, head = ctx.job, pr["head_sha"]
     command.answer.heading = (f"Reviewing `{head[:7]}`" + (" from scratch" if full else "") +
                               f" (asked by @{command.user})…")
     await command.answer.start()

@@ -17,6 +17,7 @@ from app.sessions import SessionOutcome
 from app.tools import ToolRegistry, catalog_tool
 
 if TYPE_CHECKING:
+    from app.pipelines.commands.describe import DescribeTarget
     from app.pipelines.commands.pipeline import Command
 
 Result = tuple[bool, dict[str, Any]]
@@ -47,17 +48,17 @@ def registry(*names: str) -> ToolRegistry:
 
 
 async def run_command_session(command: Command, pr: dict[str, Any], *, tools: ToolRegistry,
-                              describe_mode: str = "body") -> SessionOutcome:
+                              describe: DescribeTarget | None = None) -> SessionOutcome:
     run, job = command.run, command.ctx.job
     files = await fetch_pull_files(run.gh, job.repo, pr["number"])
     task = build_command_task(CommandBrief(command=command.name, args=command.args, user=command.user,
                                            repo=job.repo, pr=pr, files=files, thread=thread_of(command),
-                                           describe_mode=describe_mode))
+                                           describe_mode=describe.mode if describe else "body"))
     await command.answer.start()
     return await run_agents(
         run, task=task, tools=tools, budget_usd=run.config.budget.command_usd, head_sha=pr["head_sha"],
         pr_number=pr["number"], title=f"prmedic /{command.name} {job.repo}#{pr['number']} @ {pr['head_sha'][:7]}",
-        repo_language=(job.payload.get("repository") or {}).get("language"))
+        repo_language=(job.payload.get("repository") or {}).get("language"), describe=describe)
 
 
 def no_answer_reason(outcome: SessionOutcome) -> str:

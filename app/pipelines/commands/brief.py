@@ -59,6 +59,13 @@ WHAT = {
         "leave it out. Do not publish a review and do not propose patches.",
     ],
 }
+# Where `/describe`'s text goes (`commands.describe.mode`), so the agents write for that place.
+DESCRIBE_WHERE = {
+    "body": "The app puts it into the pull request's description between its own markers, beside the author's text, "
+            "which it keeps: do not repeat that text, and write no title of your own.",
+    "comment": "The app posts it as a comment of its own on the pull request; the author's description is left as "
+               "it is.",
+}
 
 
 def _fenced(tag: str, title: str, text: str) -> str:
@@ -79,6 +86,7 @@ def build_command_task(b: CommandBrief) -> str:
         "## What to do",
         "",
         *(f"- {line}" for line in WHAT[b.command]),
+        *([f"- {DESCRIBE_WHERE.get(b.describe_mode, DESCRIBE_WHERE['body'])}"] if b.command == "describe" else []),
         "- Call `report_progress` with your plan and at real milestones: it shows on the command's answer comment.",
         "",
         f"Everything between `<<<{tag} BEGIN …>>>` and `<<<{tag} END>>>` comes from the pull request or from the "

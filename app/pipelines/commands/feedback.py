@@ -1,27 +1,50 @@
 """What a command shows on GitHub while it works: reactions on the command comment (👀 at the
 start; 🚀 done, 😕 failed or refused) and one answer comment per command comment, marked
-`<!-- prmedic:command:<comment id> -->` and updated in place."""
+`<!-- prmedic:command:<comment id> -->` and updated in place.
+
+A command written on the PR's conversation is answered there. A command written in a review
+thread is answered in that thread, as a reply to its top-level comment (GitHub takes no reply to a
+reply); if the thread is gone, the answer goes on the conversation under a quote of where it was
+asked: an answer is never lost."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
 
 from app.errors import describe
 from app.logs import redact
 from app.pipelines.progress import ThrottledProgress
-from app.tools.comments import upsert_comment
+from app.tools.comments import write_marked_comment
 
 log = logging.getLogger("prmedic.commands")
 
 REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
+QUOTE_LIMIT = 500  # characters of the command quoted above an answer that left its thread
 
 
 def marker(comment_id: int) -> str:
     return f"<!-- prmedic:command:{comment_id} -->"
+
+
+def asked_in_thread(comment: dict[str, Any], command: str, args: str) -> str:
+    """The quote that heads an answer moved from its review thread to the conversation (pure): who
+    asked, in which thread, on which file and line, and what."""
+    where = f"`{comment['path']}`" if comment.get("path") else "the diff"
+    if comment.get("path") and comment.get("line"):
+        where += f" line {comment['line']}"
+    thread = f"[a review thread]({comment['html_url']})" if comment.get("html_url") else "a review thread"
+    who = f"@{comment['author']}" if comment.get("author") else "Someone"
+    request = f"/{command} {args}".strip()
+    if len(request) > QUOTE_LIMIT:
+        request = request[:QUOTE_LIMIT].rstrip() + " …"
+    lines = [f"> {who} asked in {thread} on {where}:", ">", *(f"> {line}" for line in request.splitlines())]
+    return "\n".join(lines) + "\n\n*That thread is no longer there to reply in, so the answer is here.*"
 
 
 @dataclass
@@ -31,7 +54,29 @@ class Feedback:
     pr_number: int
     comment_id: int
     source: str  # "issue_comment" | "pull_request_review_comment"
+    thread_id: int | None = None  # a review thread's top-level comment: the answer is a reply to it
+    asked: str = ""  # heads the answer if it has to leave the thread (`asked_in_thread`)
     answer_url: str | None = None
+    # The answer written in this attempt, so the many updates while agents work do not list again.
+    _reply_id: int | None = field(default=None, repr=False)  # in the thread
+    _issue_comment_id: int | None = field(default=None, repr=False)  # on the conversation
+    _thread_gone: bool = field(default=False, repr=False)
+
+    @classmethod
+    def of_job(cls, gh: GitHubAPI, repo: str, pr_number: int, payload: dict[str, Any]) -> Feedback:
+        """The feedback of a command job (`app.routing.commands.command_job`'s payload)."""
+        comment = payload.get("comment") or {}
+        comment_id = int(comment["id"])
+        source = payload.get("source", "issue_comment")
+        if source != "pull_request_review_comment":
+            return cls(gh, repo, pr_number, comment_id, source)
+        return cls(gh, repo, pr_number, comment_id, source,
+                   thread_id=int(comment.get("in_reply_to_id") or comment_id),
+                   asked=asked_in_thread(comment, payload.get("command", "help"), payload.get("args") or ""))
+
+    @property
+    def marker(self) -> str:
+        return marker(self.comment_id)
 
     def _reactions_url(self) -> str:
         kind = "pulls" if self.source == "pull_request_review_comment" else "issues"
@@ -47,10 +92,53 @@ class Feedback:
                         self.comment_id, redact(describe(exc)))
 
     async def answer(self, body: str) -> str:
-        """Post the command's answer comment, or update the one posted before; its URL."""
-        self.answer_url = await upsert_comment(self.gh, self.repo, self.pr_number, redact(body),
-                                               marker=marker(self.comment_id))
+        """Post the command's answer, or update the one posted before (in its review thread when it
+        was asked in one, else on the conversation); its URL."""
+        body = redact(body)
+        if self.thread_id is not None and not self._thread_gone:
+            reply = await self._answer_in_thread(body)
+            if reply is not None:
+                self.answer_url = reply["html_url"]
+                return self.answer_url
+            self._thread_gone = True
+        if self._thread_gone:
+            body = f"{self.asked}\n\n{body}"
+        comment = await write_marked_comment(self.gh, self.repo, self.pr_number, body, marker=self.marker,
+                                             comment_id=self._issue_comment_id)
+        self._issue_comment_id = comment["id"]
+        self.answer_url = comment["html_url"]
         return self.answer_url
+
+    async def _answer_in_thread(self, body: str) -> dict[str, Any] | None:
+        """The answer as a reply in the thread, written or updated; None when the thread is gone."""
+        text = f"{self.marker}\n{body}"
+        if self._reply_id is None:
+            self._reply_id = await self._earlier_reply()
+        if self._reply_id is not None:
+            try:
+                return await self.gh.patch(f"/repos/{self.repo}/pulls/comments/{self._reply_id}", data={"body": text})
+            except BadRequest as exc:
+                if int(exc.status_code) != 404:
+                    raise
+                self._reply_id = None  # deleted since: answer with a new reply
+        try:
+            reply = await self.gh.post(f"/repos/{self.repo}/pulls/{self.pr_number}/comments/{self.thread_id}/replies",
+                                       data={"body": text})
+        except BadRequest as exc:
+            if int(exc.status_code) not in (404, 422):
+                raise
+            log.info("%s#%s: review thread %s takes no reply (%s): answering on the conversation", self.repo,
+                     self.pr_number, self.thread_id, exc.status_code)
+            return None
+        self._reply_id = int(reply["id"])
+        return reply
+
+    async def _earlier_reply(self) -> int | None:
+        """prmedic's reply with this command's marker among the PR's review comments (an earlier attempt's)."""
+        async for comment in self.gh.getiter(f"/repos/{self.repo}/pulls/{self.pr_number}/comments?per_page=100"):
+            if (comment.get("body") or "").startswith(self.marker) and (comment.get("user") or {}).get("type") == "Bot":
+                return int(comment["id"])
+        return None
 
 
 def render_answer(heading: str, *, status: dict[str, str] | None, reply: str | None, footer: str | None) -> str:

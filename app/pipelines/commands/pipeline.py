@@ -23,6 +23,7 @@ from app.pipelines.commands.permissions import (
     repo_permission,
 )
 from app.pipelines.context import JobContext, Pipeline, PipelineRun, prepare
+from app.pipelines.fix_request import FixRunner
 from app.pipelines.pr_state import stopped_by
 from app.store import JobState
 
@@ -47,32 +48,35 @@ class Command:
     user: str | None
     pr_author: str | None
     answer: CommandAnswer  # the answer comment as the agents' channel (`JobContext.command_answer`)
+    fix: FixRunner | None = None  # the fix pipeline's entry `/fix` and `/test` run (wired in `app.runtime`)
 
     @property
     def ctx(self) -> JobContext:
         return self.run.ctx
 
 
-def make_command_pipeline(review: Pipeline) -> Pipeline:
-    """The command pipeline; `review` is the review pipeline `/review` runs (wired in `app.runtime`,
-    since one pipeline feature does not import another)."""
+def make_command_pipeline(review: Pipeline, fix: FixRunner | None = None) -> Pipeline:
+    """The command pipeline; `review` is the review pipeline `/review` runs, `fix` the fix
+    pipeline's entry for `/fix` and `/test` (wired in `app.runtime`, since one pipeline feature
+    does not import another)."""
 
     async def command_pipeline(ctx: JobContext) -> dict[str, Any]:
-        return await run_command(ctx, review)
+        return await run_command(ctx, review, fix)
 
     return command_pipeline
 
 
-async def run_command(ctx: JobContext, review: Pipeline) -> dict[str, Any]:
+async def run_command(ctx: JobContext, review: Pipeline, fix: FixRunner | None = None) -> dict[str, Any]:
     job, payload = ctx.job, ctx.job.payload
     comment = payload.get("comment") or {}
     run = await prepare(ctx)
     assert job.pr_number is not None
-    feedback = Feedback(run.gh, job.repo, job.pr_number, int(comment["id"]), payload.get("source", "issue_comment"))
+    feedback = Feedback.of_job(run.gh, job.repo, job.pr_number, payload)
     name, user = payload.get("command", "help"), comment.get("author")
     answer = CommandAnswer(feedback, f"`/{name}` asked by @{user}: working on it…")
     ctx.command_answer = answer
-    command = Command(run, feedback, review, name, payload.get("args") or "", user, payload.get("pr_author"), answer)
+    command = Command(run, feedback, review, name, payload.get("args") or "", user, payload.get("pr_author"), answer,
+                      fix)
     await feedback.react("eyes")
     try:
         outcome = await dispatch(command)

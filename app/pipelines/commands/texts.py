@@ -11,9 +11,12 @@ from app.repo_config import CONFIG_PATH, LoadedConfig, RepoConfig
 WHAT = {
     "review": ("`/review` · `/review full`", ("reviews the PR head now (config skips do not apply); a commit "
                                                 "already reviewed is reviewed again only with `full`")),
-    "fix": ("`/fix [instructions]`", "repairs the failing checks on the PR head"),
+    "fix": ("`/fix [instructions]`", ("repairs the failing checks on the PR head, or with instructions makes the "
+                                      "change they ask for; proposed as the repository's `fix.delivery` says "
+                                      "(a fork gets suggestions)")),
     "ask": ("`/ask QUESTION`", "answers a question about the PR, grounded in the code"),
-    "test": ("`/test [what]`", "writes and runs tests for the PR's changes"),
+    "test": ("`/test [what]`", ("writes tests for the PR's changes (or for `what`), runs them and proposes them "
+                                "like a fix, with the run's result")),
     "describe": ("`/describe`", "writes the PR description from the change"),
     "stop": ("`/stop`", "stops prmedic's running and queued jobs on this PR"),
     "pause": ("`/pause`", "turns automatic reviews off for this PR (commands still work)"),
@@ -22,7 +25,7 @@ WHAT = {
     "help": ("`/help`", "this list"),
 }
 # Recognised commands whose work needs an agent session: not in this version yet.
-NOT_YET = ("fix", "test", "describe")
+NOT_YET: tuple[str, ...] = ()
 
 
 def not_available(name: str) -> str:

@@ -152,9 +152,9 @@ def no_fix_comment(t: Any, why: str, final_message: str | None) -> str:
     return redact("\n\n".join(parts)) + "\n"
 
 
-async def upsert_fix_comment(gh: Any, repo: str, number: int, body: str) -> str:
-    """Post the fix comment on the PR (one per PR, updated in place); its URL."""
-    return await upsert_comment(gh, repo, number, body, marker=FIX_MARKER)
+async def upsert_fix_comment(gh: Any, repo: str, number: int, body: str, *, marker: str = FIX_MARKER) -> str:
+    """Post the fix comment on the PR (one per PR, or per `marker`, updated in place); its URL."""
+    return await upsert_comment(gh, repo, number, body, marker=marker)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,56 +5,37 @@ It also follows up on its own fixes: when CI finishes on a commit prmedic made, 
 recorded (fix success rate) and, if it failed and attempts remain, the next attempt starts from
 that commit with the new logs. Attempts are counted per PR head ("root"), across follow-ups.
 
-`run_fix(ctx, FixRequest(...))` is the entry for an explicit (repo, PR, head) such as `/fix`.
+`run_fix(ctx, FixRequest(...))` is also the entry for the slash-commands (`/fix`, `/test`, wired
+through `app.runtime`): work on the PR's head a person asked for. It runs also when no check
+failed (a change, tests; a plain `/fix` with nothing failing is skipped with a hint), and it does
+not count against `fix.max_attempts`: that cap stops prmedic from looping on its own CI results,
+while a command is one explicit request, from someone with the permission it needs, paid from
+`budget.command_usd` — and it must not use up the attempts the automatic repair has left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
-
-from pydantic import BaseModel
+from typing import Any
 
 from app.errors import will_retry
-from app.logs import redact
-from app.pipelines.checks import CHECK_NAMES, finish_check, give_up_reason, open_check_run
+from app.pipelines.checks import CHECK_NAMES, open_check_run
 from app.pipelines.context import JobContext, PipelineRun, prepare
-from app.pipelines.fix.brief import FixBrief, build_fix_task
+from app.pipelines.fix.brief import FixBrief, build_task
 from app.pipelines.fix.ci_logs import CiLogs, FailingCheck, gather_failures, read_ci_log
-from app.pipelines.fix.delivery import no_fix_comment, upsert_fix_comment
+from app.pipelines.fix.ending import finish, no_fix_reason, stopped
 from app.pipelines.fix.propose import FixTarget, propose_fix
-from app.pipelines.session import cost_and_duration, run_agents
-from app.routing.fixes import fix_branch_pr
-from app.sessions import SessionOutcome
+from app.pipelines.fix_request import NOUN, FixRequest, nothing_failing
+from app.pipelines.session import run_agents
+from app.routing.fixes import fix_branch_name, fix_branch_pr
 from app.store import FixProposal
 from app.tools import default_registry
 from app.tools.schemas import ProposeFixInput, ReadCiLogInput
 
 log = logging.getLogger("prmedic.pipeline.fix")
 
-class FixRequest(BaseModel):
-    """What to fix: a head commit of a repository, and the PR if known."""
-
-    repo: str
-    head_sha: str
-    pr_number: int | None = None
-    pr_candidates: list[int] = []
-    head_branch: str | None = None
-    run_ids: list[int] = []
-    follow_up: bool = False
-    trigger: Literal["ci", "command"] = "ci"
-    requested_by: str | None = None
-
-    @classmethod
-    def from_job(cls, job: Any) -> "FixRequest":
-        p = job.payload
-        failure = p.get("failure") or {}
-        return cls(repo=job.repo, head_sha=job.head_sha or p.get("head_sha"), pr_number=job.pr_number,
-                   pr_candidates=[pr["number"] for pr in p.get("pull_requests") or []],
-                   head_branch=p.get("head_branch"),
-                   run_ids=[failure["id"]] if failure.get("source") == "workflow_run" else [],
-                   follow_up=bool(p.get("follow_up")))
+__all__ = ["FixRequest", "fix_pipeline", "no_fix_reason", "run_fix"]
 
 
 def _own_check_names() -> set[str]:
@@ -67,8 +48,10 @@ async def fix_pipeline(ctx: JobContext) -> dict[str, Any]:
 
 async def run_fix(ctx: JobContext, req: FixRequest) -> dict[str, Any]:
     run = await prepare(ctx)
+    if req.trigger == "command":
+        return await _for_command(run, req)
     cfg = run.config.fix
-    if req.trigger == "ci" and not cfg.enabled and not req.follow_up:
+    if not cfg.enabled and not req.follow_up:
         return {"skipped": "fixes are turned off in .github/prmedic.yml (fix.enabled)"}
     gh = run.gh
     previous = await ctx.store.find_fix_proposal(req.repo, fix_sha=req.head_sha)
@@ -78,12 +61,11 @@ async def run_fix(ctx: JobContext, req: FixRequest) -> dict[str, Any]:
     if pr is None:
         return {"skipped": f"{req.head_sha[:7]} is not the head of an open pull request"}
     number = pr["number"]
-    app_id = ctx.settings.app_id if ctx.settings else None
-    checks = await gather_failures(gh, req.repo, req.head_sha, run_ids=req.run_ids, app_id=app_id,
-                                   own_names=_own_check_names())
+    checks = await _failing(run, req)
     result: dict[str, Any] = {"pr_number": number, "head_sha": req.head_sha}
     if previous is not None:
         result["follows_up"] = previous.id
+        app_id = ctx.settings.app_id if ctx.settings else None
         settled = await _record_outcome(ctx, gh, req, previous, failing=bool(checks), app_id=app_id)
         result["previous_fix_outcome"] = settled
         if not checks:
@@ -92,9 +74,9 @@ async def run_fix(ctx: JobContext, req: FixRequest) -> dict[str, Any]:
         return {**result, "skipped": "no failing checks on this commit (anymore)"}
     elif pr["head"]["sha"] != req.head_sha:
         return {**result, "skipped": f"the pull request has moved on to {pr['head']['sha'][:7]}"}
-    if previous is None and req.trigger == "ci" and _is_bot(pr) and not cfg.bot_authors:
+    if previous is None and _is_bot(pr) and not cfg.bot_authors:
         return {**result, "skipped": f"@{pr['user']['login']} is a bot; fix.bot_authors is off"}
-    if not cfg.enabled and req.trigger == "ci":
+    if not cfg.enabled:
         return {**result, "skipped": "fixes are turned off in .github/prmedic.yml (fix.enabled)"}
     root = previous.root_sha if previous is not None else req.head_sha
     if previous is not None and pr["head"]["sha"] not in (root, req.head_sha):
@@ -104,6 +86,29 @@ async def run_fix(ctx: JobContext, req: FixRequest) -> dict[str, Any]:
         log.info("fix %s#%s@%s: attempt cap (%d) reached", req.repo, number, root[:7], cfg.max_attempts)
         return {**result, "skipped": f"attempt cap reached ({attempt} of {cfg.max_attempts} for {root[:7]})"}
     return {**result, **await _attempt(run, req, pr, checks, previous, root, attempt)}
+
+
+async def _for_command(run: PipelineRun, req: FixRequest) -> dict[str, Any]:
+    """`/fix` or `/test` on the PR's head: its own PR, open, still at the head the command saw.
+    Neither `fix.enabled` nor `fix.bot_authors` apply (they are about automatic repairs), nor the
+    attempt cap (module docstring); a fix PR goes on a branch of its own, one per command job."""
+    assert req.pr_number is not None
+    pr = await run.gh.getitem(f"/repos/{req.repo}/pulls/{req.pr_number}")
+    result: dict[str, Any] = {"pr_number": req.pr_number, "head_sha": req.head_sha, "purpose": req.purpose}
+    if pr.get("state") != "open":
+        return {**result, "skipped": "the pull request is closed"}
+    if pr["head"]["sha"] != req.head_sha:
+        return {**result, "skipped": f"the pull request has moved on to {pr['head']['sha'][:7]}"}
+    checks = await _failing(run, req)
+    if req.purpose == "repair" and not checks:
+        return {**result, "skipped": nothing_failing(req.head_sha)}
+    return {**result, **await _attempt(run, req, pr, checks, None, req.head_sha, 0)}
+
+
+async def _failing(run: PipelineRun, req: FixRequest) -> list[FailingCheck]:
+    app_id = run.ctx.settings.app_id if run.ctx.settings else None
+    return await gather_failures(run.gh, req.repo, req.head_sha, run_ids=req.run_ids, app_id=app_id,
+                                 own_names=_own_check_names())
 
 
 async def _find_pr(gh: Any, req: FixRequest, previous: FixProposal | None) -> dict | None:
@@ -155,88 +160,71 @@ async def _record_outcome(ctx: JobContext, gh: Any, req: FixRequest, previous: F
     return outcome
 
 
+BODY_KEPT = 3000  # characters of a command's delivered patch body kept in the result (its answer quotes it)
+OPENING = {  # the check run while the session works: (title, summary)
+    "repair": ("Reproducing the failure", "prmedic is reproducing and fixing {n} failing check(s)."),
+    "change": ("Making the requested change", "prmedic is making the change @{user} asked for with `/fix`."),
+    "tests": ("Writing tests", "prmedic is writing and running tests, asked with `/test` by @{user}."),
+}
+
+
 async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[FailingCheck],
                    previous: FixProposal | None, root: str, attempt: int) -> dict[str, Any]:
+    """One session on `req.head_sha`; `attempt` 0 is a command's work (not counted)."""
     cfg = run.config.fix
     fork = _is_fork(pr)
     follows_fix_branch = previous is not None and previous.delivery == "pull_request"
     delivery = "offered" if fork else ("push" if cfg.delivery == "push" and not follows_fix_branch else
                                        "pull_request")
+    command = req.slash if req.trigger == "command" else None
     target = FixTarget(
         repo=req.repo, pr_number=pr["number"], pr_url=pr["html_url"], head_sha=req.head_sha, root_sha=root,
         expected_pr_head=root if follows_fix_branch else req.head_sha, head_ref=pr["head"]["ref"],
         base_ref=pr["base"]["ref"], delivery=delivery,
         fix_branch=previous.branch if follows_fix_branch else None, attempt=attempt,
         max_attempts=cfg.max_attempts, allow_workflows=cfg.allow_workflow_changes,
-        max_patch_bytes=cfg.max_patch_bytes, job_id=run.job.id)
-    await open_check_run(run, CHECK_NAMES["fix"], req.head_sha, title="Reproducing the failure",
-                         summary=f"prmedic is reproducing and fixing {len(checks)} failing check(s).")
-    task = build_fix_task(FixBrief(
+        max_patch_bytes=cfg.max_patch_bytes, job_id=run.job.id, purpose=req.purpose, command=command,
+        requested_by=req.requested_by,
+        new_branch=f"{fix_branch_name(pr['number'], root)}-{req.purpose}-{run.job.id}" if command else None)
+    title, summary = OPENING[req.purpose]
+    await open_check_run(run, CHECK_NAMES["fix"], req.head_sha, title=title,
+                         summary=summary.format(n=len(checks), user=req.requested_by))
+    task = build_task(FixBrief(
         repo=req.repo, pr_number=pr["number"], pr_title=pr.get("title") or "", pr_body=pr.get("body") or "",
         pr_author=(pr.get("user") or {}).get("login"), head_ref=target.head_ref, base_ref=target.base_ref,
         head_sha=req.head_sha, attempt=attempt, max_attempts=cfg.max_attempts, delivery=delivery,
         allow_workflows=cfg.allow_workflow_changes, max_patch_bytes=cfg.max_patch_bytes, checks=checks,
-        previous_fix=(f"{previous.url}" if previous is not None else None), requested_by=req.requested_by))
+        previous_fix=(f"{previous.url}" if previous is not None else None), requested_by=req.requested_by,
+        purpose=req.purpose, instructions=req.instructions, base_sha=(pr.get("base") or {}).get("sha")))
     tools = default_registry()
     tools.register("propose_fix", ProposeFixInput, propose_fix)
     tools.register("read_ci_log", ReadCiLogInput, read_ci_log)
+    kind = f"{command} ({NOUN[req.purpose]})" if command else "fix"
     try:
         outcome = await run_agents(
-            run, task=task, tools=tools, budget_usd=run.config.budget.fix_usd, head_sha=req.head_sha,
-            pr_number=pr["number"], title=f"prmedic fix {req.repo}#{pr['number']} @ {req.head_sha[:7]}",
+            run, task=task, tools=tools, budget_usd=req.budget_usd or run.config.budget.fix_usd,
+            head_sha=req.head_sha, pr_number=pr["number"],
+            title=f"prmedic {kind} {req.repo}#{pr['number']} @ {req.head_sha[:7]}",
             fix=target, ci_logs=CiLogs(req.repo, checks),
             repo_language=(run.job.payload.get("repository") or {}).get("language"))
     except asyncio.CancelledError:
-        await _finish(run, target, None, stopped=True)
+        await stopped(run, target)
         raise
     except Exception as exc:
         if not will_retry(run.job.attempts, run.job.max_attempts, exc):  # else the retry takes the check run up again
-            await _finish(run, target, None, error=exc)
+            await finish(run, target, None, error=exc)
         raise
-    await _finish(run, target, outcome)
-    result: dict[str, Any] = {"attempt": attempt, "delivery": delivery, **(outcome.as_result() if outcome else {})}
+    await finish(run, target, outcome)
+    result: dict[str, Any] = {"delivery": delivery, **(outcome.as_result() if outcome else {})}
+    if attempt:
+        result["attempt"] = attempt
     if target.delivered is not None:
-        result.update(fix_url=target.delivered.url, fix_sha=target.delivered.fix_sha, proposal=target.delivered.id)
+        result.update(fix_url=target.delivered.url, fix_sha=target.delivered.fix_sha, proposal=target.delivered.id,
+                      delivered_as=target.delivered.delivery)
+        if command and target.delivered_text:
+            result.update(fix_title=target.delivered_text[0], fix_body=target.delivered_text[1][:BODY_KEPT])
     else:
         result["no_fix"] = no_fix_reason(target, outcome)
+        if command and outcome is not None and outcome.final_message:
+            result["last_message"] = outcome.final_message.strip()[:1500]
     return result
-
-
-def no_fix_reason(target: FixTarget, outcome: SessionOutcome | None, error: BaseException | None = None) -> str:
-    """Why the session proposed no fix, in words for a check run title."""
-    if error is not None:
-        return give_up_reason(error)
-    if target.refusals:
-        lines = [line.strip() for line in target.refusals[-1].splitlines() if line.strip()] or ["refused"]
-        first = next((line[2:] for line in lines if line.startswith("- ")), lines[0])
-        return f"the agents' last patch was refused: {first[:120]}"
-    if outcome is not None and outcome.budget_reached:
-        return "the budget ran out before the agents proposed a patch"
-    return "the agents ended without proposing a patch"
-
-
-async def _finish(run: PipelineRun, target: FixTarget, outcome: SessionOutcome | None, *,
-                  error: BaseException | None = None, stopped: bool = False) -> None:
-    footer = cost_and_duration(outcome, run)
-    why = comment = None
-    if target.delivered is not None:
-        title = f"Fix proposed: {target.delivered.url}"
-        summary = f"prmedic proposed a fix (attempt {target.attempt} of {target.max_attempts}): " \
-                  f"{target.delivered.url}\n\n{footer}"
-    elif stopped:
-        title, summary = "Stopped before a fix was proposed", f"The fix job was stopped.\n\n{footer}"
-    else:
-        why = no_fix_reason(target, outcome, error)
-        title = f"prmedic could not produce a fix: {why}"
-        comment = no_fix_comment(target, why, outcome.final_message if outcome else None)
-        summary = f"{comment}\n\n{footer}"
-    try:
-        await finish_check(run, "neutral", title, summary)
-    except Exception as exc:  # noqa: BLE001 - the fix itself stands
-        log.warning("could not complete the fix check run: %s", redact(str(exc)))
-    if why is not None:
-        try:
-            await upsert_fix_comment(await run.github(), target.repo, target.pr_number, comment)
-        except Exception as exc:  # noqa: BLE001 - the check run says it too
-            log.warning("%s#%s: could not comment that no fix was produced: %s", target.repo, target.pr_number,
-                        redact(str(exc)))

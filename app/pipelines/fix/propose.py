@@ -11,9 +11,9 @@ from gidgethub import BadRequest, HTTPException
 
 from app.logs import redact
 from app.pipelines.diff import fetch_pull_files
-from app.pipelines.fix.delivery import (HeadMoved, Snapshot, create_commit, fast_forward, load_snapshot, open_fix_pr,
-                                        post_suggestions, put_fix_branch, read_blobs, suggestion_comments,
-                                        upsert_fix_comment)
+from app.pipelines.fix.delivery import (FIX_MARKER, HeadMoved, Snapshot, create_commit, fast_forward, load_snapshot,
+                                        open_fix_pr, post_suggestions, put_fix_branch, read_blobs,
+                                        suggestion_comments, upsert_fix_comment)
 from app.pipelines.fix.patches import PatchError, apply_patch, check_patch, parse_patch, summarize
 from app.pipelines.markdown import fence
 from app.routing.fixes import fix_branch_name
@@ -43,9 +43,21 @@ class FixTarget:
     allow_workflows: bool
     max_patch_bytes: int
     job_id: int
+    # A slash-command's work (`/fix`, `/test`): not counted against `fix.max_attempts`, on a
+    # branch of its own, and its answer comment, not the PR's fix comment, tells the outcome.
+    purpose: str = "repair"  # repair | change | tests
+    command: str | None = None  # the command that asked (`/fix`, `/test`); None for CI
+    requested_by: str | None = None  # who asked with it
+    new_branch: str | None = None  # where a new fix PR goes; None: `fix_branch_name(pr, root)`
     snapshot: Snapshot | None = None
     delivered: FixProposal | None = None
+    delivered_text: tuple[str, str] | None = None  # the delivered patch's (title, body), for the command's answer
     refusals: list[str] = field(default_factory=list)
+
+    @property
+    def comment_marker(self) -> str:
+        """CI fixes share one fix comment per PR; a command's patch comment is its own."""
+        return FIX_MARKER if self.command is None else f"<!-- prmedic:fix:job:{self.job_id} -->"
 
 
 async def propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
@@ -95,12 +107,14 @@ async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
     title, body = redact(args.title), redact(args.body)
     if t.delivery == "offered":
         proposal = await _offer(gh, t, pr, files, starts, title, body, redact(args.patch))
-        t.delivered = await ctx.store.record_fix_proposal(proposal)
+        t.delivered, t.delivered_text = await ctx.store.record_fix_proposal(proposal), (title, body)
         return _answer(t, files, proposal)
     proposal, comment = await _push(gh, t, changes, title, body)
     # Recorded as soon as the fix is on GitHub, before the courtesy comment: its CI outcome must be
     # settled, and counted against the cap, whatever happens to the comment.
-    t.delivered = await ctx.store.record_fix_proposal(proposal)
+    t.delivered, t.delivered_text = await ctx.store.record_fix_proposal(proposal), (title, body)
+    if t.command is not None:  # the command's answer comment links it
+        return _answer(t, files, proposal)
     try:
         await upsert_fix_comment(gh, t.repo, t.pr_number, comment)
     except HTTPException as exc:
@@ -118,11 +132,10 @@ async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str) -> 
         url = f"{t.pr_url}/commits/{sha}"
         return (FixProposal(branch=t.head_ref, delivery="push", url=url, **common),
                 _comment(t, f"pushed commit {sha[:7]} to `{t.head_ref}`", url, title, body))
-    branch = t.fix_branch or fix_branch_name(t.pr_number, t.root_sha)
+    branch = t.fix_branch or t.new_branch or fix_branch_name(t.pr_number, t.root_sha)
     await put_fix_branch(gh, t.repo, branch, sha, expected=t.head_sha if t.fix_branch else None)
     fix_pr = await open_fix_pr(gh, t.repo, branch=branch, base=t.head_ref, title=title,
-                               body=f"{body}\n\n---\nFixes the failing CI of #{t.pr_number}. Opened by prmedic; "
-                                    "merge it into the pull request's branch to apply the fix.")
+                               body=f"{body}\n\n---\n{_origin(t)}")
     return (FixProposal(branch=branch, delivery="pull_request", url=fix_pr["html_url"], **common),
             _comment(t, f"opened #{fix_pr['number']}", fix_pr["html_url"], title, body))
 
@@ -142,21 +155,37 @@ async def _offer(gh: Any, t: FixTarget, pr: dict, files: list, starts: dict[str,
             log.warning("%s#%s: suggestions refused (%s); offering the patch instead", t.repo, t.pr_number,
                         exc.status_code)
         else:
-            await upsert_fix_comment(gh, t.repo, t.pr_number,
-                                     _comment(t, "suggested the fix in a review", url, title, body))
+            if t.command is None:  # a command's answer comment links the suggestions
+                await upsert_fix_comment(gh, t.repo, t.pr_number,
+                                         _comment(t, "suggested the fix in a review", url, title, body))
             return FixProposal(delivery="suggestions", url=url, **common)
     details = (f"<details><summary>The patch ({summarize(files)}); apply it with <code>git apply</code></summary>"
                f"\n\n{fence(patch, 'diff')}\n\n</details>")
     url = await upsert_fix_comment(gh, t.repo, t.pr_number,
                                    _comment(t, "prepared a patch (this pull request comes from a fork, so prmedic "
-                                               "pushes nothing)", None, title, body, details))
+                                               "pushes nothing)", None, title, body, details), marker=t.comment_marker)
     return FixProposal(delivery="patch_comment", url=url, **common)
+
+
+def _origin(t: FixTarget) -> str:
+    """The fix PR's last lines: what it is for, and how to apply it."""
+    apply = "Opened by prmedic; merge it into the pull request's branch to " + \
+        {"repair": "apply the fix.", "change": "apply the change.", "tests": "add the tests."}[t.purpose]
+    if t.command is None:
+        return f"Fixes the failing CI of #{t.pr_number}. {apply}"
+    what = {"repair": "Fixes the failing CI of", "change": "The change asked for on", "tests": "Tests for"}[t.purpose]
+    return f"{what} #{t.pr_number}, asked with `{t.command}` by @{t.requested_by}. {apply}"
 
 
 def _comment(t: FixTarget, what: str, url: str | None, title: str, body: str, extra: str = "") -> str:
     link = f" — {url}" if url else ""
-    return (f"### prmedic fixed the failing CI\n\nprmedic {what}{link} (attempt {t.attempt} of {t.max_attempts} for "
-            f"{t.root_sha[:7]}).\n\n**{title}**\n\n{body}\n\n{extra}").rstrip() + "\n"
+    if t.command is None:
+        heading, why = "prmedic fixed the failing CI", f"attempt {t.attempt} of {t.max_attempts} for {t.root_sha[:7]}"
+    else:
+        heading = {"repair": "prmedic fixed the failing CI", "change": "prmedic made the requested change",
+                   "tests": "prmedic wrote tests"}[t.purpose]
+        why = f"asked with `{t.command}` by @{t.requested_by}"
+    return (f"### {heading}\n\nprmedic {what}{link} ({why}).\n\n**{title}**\n\n{body}\n\n{extra}").rstrip() + "\n"
 
 
 def _answer(t: FixTarget, files: list, proposal: FixProposal) -> str:
@@ -166,5 +195,7 @@ def _answer(t: FixTarget, files: list, proposal: FixProposal) -> str:
              "suggestions": f"Offered as review suggestions (fork PR, nothing pushed): {proposal.url}",
              "patch_comment": f"Offered as a patch comment (fork PR, nothing pushed): {proposal.url}"}[
         proposal.delivery]
-    return (f"Fix delivered ({summarize(files)}). {where}. The original pull request has a comment linking it. "
-            "prmedic watches the fix's CI; you are done: end your turn with a short account.")
+    linked = ("The original pull request has a comment linking it" if t.command is None else
+              f"The answer to `{t.command}` on the pull request links it")
+    return (f"Fix delivered ({summarize(files)}). {where}. {linked}. prmedic watches the fix's CI; you are done: "
+            "end your turn with a short account.")

@@ -34,6 +34,7 @@ from app.pipelines.pr_state import PAUSED_REASON, paused_by, stopped_by
 from app.pipelines.review.brief import Brief, BriefInput, Incremental, build_brief
 from app.pipelines.review.endings import (RefusedPublish, ReviewPosts, WatchedTools, publish_refused,
                                           unfinished_reason)
+from app.pipelines.review.overlap import leave_to_command, running_command_review
 from app.pipelines.review.publish import Published, ReviewSession, counts_line, existing_findings, tests_table
 from app.pipelines.session import cost_and_duration, run_agents, tool_context
 from app.repo_config import SEVERITY_ORDER, RepoConfig
@@ -134,6 +135,10 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
     config, errors = run.config, run.loaded.errors
     if not config.review.enabled and not force:
         return {"skipped": "automatic reviews are disabled (`review.enabled: false`)"}
+    # Before the head's record: a `/review` that ended since its mark was read has recorded it.
+    asker = None if force else await running_command_review(ctx.store, job)
+    if asker:
+        return await leave_to_command(run, asker)
     stored = await ctx.store.get_pull_review(job.repo, job.pr_number)
     if stored and stored.head_sha == job.head_sha and not force:
         if stored.job_id == job.id:  # a retry after this job had already published

@@ -1,10 +1,10 @@
-"""Pull requests: list, create, get, files, commits, reviews listed."""
+"""Pull requests: list, create, get, update, files, commits, reviews listed."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..common import MAX_PR_COMMITS, MAX_PR_FILES, ZERO_SHA, validation_failed
+from ..common import HTTPError, MAX_COMMENT_BODY, MAX_PR_COMMITS, MAX_PR_FILES, ZERO_SHA, validation_failed
 from ..routing import Ctx, _pr_or_404, paginate, route
 
 if TYPE_CHECKING:
@@ -108,6 +108,31 @@ def get_pull(ctx: Ctx):
                 parts.append(f"+++ {'b/' + newp if f.new_sha else '/dev/null'}")
                 parts.append(f.patch)
         return 200, ("\n".join(parts) + "\n").encode(), {"Content-Type": "application/vnd.github.diff"}
+    return 200, ctx.render.pull(pr)
+
+
+@route("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}", perms=[("pull_requests", "write")])
+def update_pull(ctx: Ctx):
+    """Title, body and maintainer_can_modify; a change of state or base is not simulated (501)."""
+    pr = _pr_or_404(ctx, ctx.params["pull_number"])
+    body = ctx.body or {}
+    if "state" in body or "base" in body:
+        raise HTTPError(501, "The simulator does not change a pull request's state or base")
+    if "title" in body:
+        if not (body["title"] or "").strip():
+            raise validation_failed("PullRequest", "title", "missing_field")
+        pr.title = body["title"]
+    if "body" in body:
+        if body["body"] is not None and len(body["body"]) > MAX_COMMENT_BODY:
+            raise validation_failed("PullRequest", "body",
+                                    message=f"body is too long (maximum is {MAX_COMMENT_BODY} characters)")
+        pr.body = body["body"]
+    if "maintainer_can_modify" in body:
+        pr.maintainer_can_modify = bool(body["maintainer_can_modify"])
+    pr.updated_at = ctx.state.now()
+    issue = ctx.state.issues.get((pr.repo.key, pr.number))
+    if issue is not None:
+        issue.title, issue.body, issue.updated_at = pr.title, pr.body, pr.updated_at
     return 200, ctx.render.pull(pr)
 
 

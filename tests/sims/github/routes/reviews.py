@@ -146,21 +146,47 @@ def list_review_comments(ctx: Ctx):
 @route("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/comments/{comment_id}/replies",
        perms=[("pull_requests", "write")])
 def reply_review_comment(ctx: Ctx):
+    """A reply in the thread of a *top-level* review comment of this PR.
+
+    GitHub's reference for this operation says `comment_id` "must be the ID of a top-level review
+    comment, not a reply to that comment. Replies to replies are not supported." Its OpenAPI
+    description lists only 201 and 404, and no public report found states the exact answer body;
+    a reply to a reply is refused here the way GitHub refuses a request it understands but will not
+    process: 422 "Validation Failed", an error on `in_reply_to_id`. (This route used to walk up to
+    the thread's root instead: lenient, so a client that sent a reply's id passed here and failed
+    on GitHub.) A comment that is not one of this PR's, or was deleted, is 404.
+    """
     s = ctx.state
     pr = _pr_or_404(ctx, ctx.params["pull_number"])
     parent = s.review_comments.get(int(ctx.params["comment_id"]))
     if parent is None or parent.pr is not pr:
         raise not_found()
+    if parent.in_reply_to_id is not None:
+        raise validation_failed("PullRequestReviewComment", "in_reply_to_id", "invalid",
+                                "replies to replies are not supported: reply to the thread's top-level comment")
     _check_body_length(ctx.body["body"], "PullRequestReviewComment")
-    root = parent
-    while root.in_reply_to_id is not None:
-        root = s.review_comments[root.in_reply_to_id]
     now = s.now()
-    review = Review(s.next_id("review", 80000000), pr, s.bot_login, "", "COMMENTED", root.commit_id, now)
+    review = Review(s.next_id("review", 80000000), pr, s.bot_login, "", "COMMENTED", parent.commit_id, now)
     s.reviews[review.id] = review
     rc = ReviewComment(s.next_id("review_comment", 90000000), pr, review.id, s.bot_login, ctx.body["body"],
-                       root.path, root.commit_id, root.line, root.side, root.start_line, root.start_side,
-                       root.position, root.diff_hunk, now, now, in_reply_to_id=root.id,
-                       subject_type=root.subject_type)
+                       parent.path, parent.commit_id, parent.line, parent.side, parent.start_line,
+                       parent.start_side, parent.position, parent.diff_hunk, now, now, in_reply_to_id=parent.id,
+                       subject_type=parent.subject_type)
     s.review_comments[rc.id] = rc
     return 201, ctx.render.review_comment(rc)
+
+
+@route("PATCH", "/repos/{owner}/{repo}/pulls/comments/{comment_id}", perms=[("pull_requests", "write")])
+def update_review_comment(ctx: Ctx):
+    """Edit a review comment: only the App's own (anyone else's is 403 to an integration), within
+    GitHub's body limit; a deleted one is 404. The body is checked against GitHub's description."""
+    s = ctx.state
+    c = s.review_comments.get(int(ctx.params["comment_id"]))
+    if c is None or c.pr.repo is not ctx.repo:
+        raise not_found()
+    if c.user != s.bot_login:
+        raise HTTPError(403, "Resource not accessible by integration")
+    _check_body_length(ctx.body["body"], "PullRequestReviewComment")
+    c.body = ctx.body["body"]
+    c.updated_at = s.now()
+    return 200, ctx.render.review_comment(c)
