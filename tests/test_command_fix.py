@@ -390,3 +390,14 @@ def test_the_answer_names_why_nothing_was_proposed_and_quotes_the_agents():
     assert "> Ran out." in body and body.endswith("Details: [the check run](https://github.com/o/r/runs/5).")
     assert answer_body("repair", {"skipped": "the pull request is closed"}, head_ref=None, check_url=None) == \
         "Nothing done: the pull request is closed."
+
+
+async def test_the_agents_reply_explains_why_nothing_was_proposed(app_stack, pr):
+    failing_check(app_stack, pr)
+    why = "The failure is flaky: `pytest tests/test_app.py` passed 5 times out of 5 here, so no code changed."
+    app_stack.sim.default_script = fix_script(("reply", {"body": why}))
+    cid, answer, comment = await command(app_stack, pr, "/fix")
+    assert (await finished(app_stack, cid)).result["result"] == "not_proposed"
+    assert "No fix proposed: the agents ended without proposing a patch." in answer and why in answer
+    assert "> Done." not in answer  # their explanation, not their last words
+    assert reactions(comment) == ["eyes", "confused"]

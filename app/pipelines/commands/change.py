@@ -60,7 +60,8 @@ async def _run(command: Command, purpose: Purpose) -> Result:
     check_id = await known_check_run(run)
     web = ((ctx.settings.github_web_url if ctx.settings else None) or "https://github.com").rstrip("/")
     check_url = f"{web}/{ctx.job.repo}/runs/{check_id}" if check_id else None
-    body = answer_body(purpose, result, head_ref=pr.get("head_ref"), check_url=check_url)
+    body = answer_body(purpose, result, head_ref=pr.get("head_ref"), check_url=check_url,
+                       reply=command.answer.reply_body)
     cost = f"Cost (list price): ${result['list_cost_usd']:.2f} · " if result.get("list_cost_usd") is not None else ""
     await command.answer.finish(f"`/{command.name}` by @{command.user} · {cost}Duration: {run.elapsed()}", body=body)
     ok = bool(result.get("fix_url"))
@@ -70,16 +71,19 @@ async def _run(command: Command, purpose: Purpose) -> Result:
     return ok, {"result": outcome, "purpose": purpose, "head_sha": head, "check_run_id": check_id, **kept}
 
 
-def answer_body(purpose: str, result: dict[str, Any], *, head_ref: str | None, check_url: str | None) -> str:
+def answer_body(purpose: str, result: dict[str, Any], *, head_ref: str | None, check_url: str | None,
+                reply: str | None = None) -> str:
     """The command's answer once the fix pipeline is done (pure): what was delivered and where, or
-    why nothing was; then the check run."""
+    why nothing was (with the agents' own explanation, `reply`, when they gave one, else their last
+    message); then the check run."""
     check = f"\n\nDetails: [the check run]({check_url})." if check_url else ""
     if result.get("skipped"):
         return f"Nothing done: {result['skipped']}.{check}"
     url, what = result.get("fix_url"), WHAT[purpose]
     if not url:
-        return (f"No {NOUN[purpose]} proposed: {result.get('no_fix') or 'the agents ended without a patch'}."
-                f"{quoted(result.get('last_message'))}{check}")
+        why = f"No {NOUN[purpose]} proposed: {result.get('no_fix') or 'the agents ended without a patch'}."
+        said = f"\n\n{reply.strip()}" if reply and reply.strip() else quoted(result.get("last_message"))
+        return f"{why}{said}{check}"
     fork = "this pull request comes from a fork, so prmedic pushes nothing"
     where = {
         "pull_request": f"Proposed {what} in [a fix pull request]({url})" + (f" onto `{head_ref}`" if head_ref else "")
