@@ -152,11 +152,12 @@ async def test_progress_is_throttled_and_a_reply_or_the_end_is_written_at_once()
     comments = _Comments()
     answer = CommandAnswer(comments, "heading", min_interval=60)  # type: ignore[arg-type]
     await answer.start()
-    assert await answer.report("one") == "Progress noted; the command's answer comment shows it within 60 s."
-    await answer.report("two")
-    assert comments.bodies == ["heading\n\nStarting the agents…"]  # coalesced, waiting for the interval
+    assert await answer.report("one") == "Progress shown on the command's answer comment."  # the plan, at once
+    assert await answer.report("two") == "Progress noted; the command's answer comment shows it within 60 s."
+    await answer.report("three")
+    assert comments.bodies == ["heading\n\nStarting the agents…", "heading\n\none"]  # two, three: coalesced
     assert await answer.reply("The answer.") == "https://github.com/o/r/pull/1#issuecomment-1"
     await answer.finish("footer")
-    assert comments.bodies[1:] == ["The answer.\n\n---\n*Still working…*", "The answer.\n\n---\nfooter"]
+    assert comments.bodies[2:] == ["The answer.\n\n---\n*Still working…*", "The answer.\n\n---\nfooter"]
     await answer.aclose()  # a report still waiting when the session ends is dropped: the end is written
-    assert len(comments.bodies) == 3
+    assert len(comments.bodies) == 4

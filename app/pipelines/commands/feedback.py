@@ -10,7 +10,6 @@ asked: an answer is never lost."""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,8 +179,9 @@ class CommandAnswer(ThrottledProgress):
         await self.feedback.answer(self.render())
 
     async def start(self) -> None:
+        """The heading, at once; the agents' first report follows at once too (the plan is worth
+        seeing even in a short session), later ones at most every `min_interval` seconds."""
         async with self._lock:
-            self._last_sent = time.monotonic()
             await self.feedback.answer(self.render())
 
     async def reply(self, body: str) -> str:
