@@ -8,14 +8,16 @@ import datetime as dt
 import errno
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dotenv import load_dotenv
 
 from app import __version__
 from app.logs import configure_logging
-from app.settings import S, Settings, SettingsError, StoreSettings, load_settings
+from app.settings import (
+    S, ServerSettings, Settings, SettingsError, StoreSettings, app_settings_absent, load_settings,
+)
 
 
 def _settings(args: argparse.Namespace, settings_class: type[S] = Settings) -> S:  # type: ignore[assignment]
@@ -61,7 +63,12 @@ def listen_error(exc: OSError, host: str, port: int) -> str | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from app.runtime import serve
 
-    settings = _settings(args)
+    try:
+        settings = _settings(args)
+    except SettingsError:
+        if not app_settings_absent():
+            raise
+        settings = _settings(args, ServerSettings)  # no App yet: first-run setup (app/setup)
     try:
         _run(serve(settings, with_worker=not args.no_worker))
     except OSError as exc:
@@ -71,6 +78,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from app.setup.register import register
+
+    settings = _settings(args, ServerSettings)
+    if not app_settings_absent():
+        print("prmedic register: the App's settings are set already (PRMEDIC_APP_ID, PRMEDIC_PRIVATE_KEY[_PATH] or "
+              "PRMEDIC_WEBHOOK_SECRET, in the environment or .env): remove them to register a new App",
+              file=sys.stderr)
+        return 2
+    status: list[int] = []
+
+    async def main() -> None:
+        status.append(await register(settings, org=args.org, public_url=args.url, name=args.name,
+                                     port=args.callback_port, timeout=args.timeout))
+
+    _run(main())
+    return status[0]
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -141,6 +167,43 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def healthcheck_url(environ: Mapping[str, str], host: str | None = None, port: int | None = None) -> str:
+    """The /healthz address of the server on this host, from PRMEDIC_HOST and PRMEDIC_PORT as `serve`
+    reads them (or the options); a server listening on every address is asked on loopback."""
+    fields = Settings.model_fields
+    host = (host or environ.get("PRMEDIC_HOST") or fields["host"].default).strip()
+    raw_port = str(port or environ.get("PRMEDIC_PORT") or fields["port"].default).strip()
+    if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+        raise ValueError(f"PRMEDIC_PORT={raw_port!r} is not a TCP port")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{int(raw_port)}/healthz"
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when the server answers /healthz with 200, else 1, never 2: Docker's HEALTHCHECK
+    reserves it. The one line printed is what `docker inspect` shows of the last check."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        url = healthcheck_url(os.environ, args.host, args.port)
+    except ValueError as exc:
+        print(f"unhealthy: {exc}")
+        return 1
+    # No proxy: an HTTP_PROXY in the container's environment must not carry a loopback request away.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=args.timeout) as response:
+            status, body = response.status, response.read(300)
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read(300)
+    except OSError as exc:  # refused, timed out, unknown host
+        print(f"unhealthy: {url} cannot be reached ({getattr(exc, 'reason', None) or exc})")
+        return 1
+    print(f"{'healthy' if status == 200 else 'unhealthy'}: {url} answered {status} {body.decode(errors='replace')}")
+    return 0 if status == 200 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prmedic", description="Reviews PRs and repairs failing CI with Claude agents.")
     parser.add_argument("--version", action="version", version=f"prmedic {__version__}")
@@ -166,17 +229,45 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check settings and reach GitHub and Anthropic")
     doctor.set_defaults(func=cmd_doctor)
 
+    register = sub.add_parser("register", help="create prmedic's GitHub App on GitHub (the manifest flow, in a "
+                              "browser) and write its settings to .env and its key to a file")
+    register.add_argument("--org", help="create it in this organisation (default: your personal account)")
+    register.add_argument("--url", help="the public URL `prmedic serve` will be reached at (webhooks go to "
+                          "URL/api/github/webhooks); default: the relay channel PRMEDIC_WEBHOOK_PROXY_URL")
+    register.add_argument("--name", help="the App's name on GitHub (default: the name in deploy/app.yml)")
+    register.add_argument("--callback-port", type=int, default=0,
+                          help="the port on 127.0.0.1 GitHub sends the browser back to (default: a free one)")
+    register.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for GitHub (default 600)")
+    register.set_defaults(func=cmd_register)
+
+    healthcheck = sub.add_parser("healthcheck", help="exit 0 if this host's server answers /healthz with 200 "
+                                 "(the container image's health check)")
+    healthcheck.add_argument("--host", help="the server's listen address (PRMEDIC_HOST; 0.0.0.0 is asked on 127.0.0.1)")
+    healthcheck.add_argument("--port", type=int, help="the server's port (PRMEDIC_PORT)")
+    healthcheck.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer (default 4)")
+    healthcheck.set_defaults(func=cmd_healthcheck)
+
     from app.agents.cli import add_agents_commands
 
     add_agents_commands(sub)
+
+    from app.oneshot.cli import add_run_command
+
+    add_run_command(sub)
+
+    from app.action.cli import add_action_command
+
+    add_action_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # `.env` also carries variables prmedic does not read itself (ANTHROPIC_API_KEY for the
-    # SDK): export them, without overriding the real environment.
-    load_dotenv(".env", override=False)
+    # SDK): export them, without overriding the real environment. Not for `prmedic action`, whose
+    # working directory may be a checkout of someone else's code.
+    if not getattr(args, "no_dotenv", False):
+        load_dotenv(".env", override=False)
     try:
         return args.func(args)
     except SettingsError as exc:

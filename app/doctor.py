@@ -17,7 +17,7 @@ REQUIRED_PERMISSIONS = {
     "checks": "write",
     "contents": "write",
     "pull_requests": "write",
-    "issues": "write",
+    "issues": "read",  # the issue_comment event; PR comments are written through pull_requests
     "actions": "read",
     "metadata": "read",
 }

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import anthropic
 from aiohttp import web
@@ -22,9 +23,11 @@ from app.pipelines.checks import close_abandoned_check_run
 from app.pipelines.commands import make_command_pipeline
 from app.pipelines.fix.pipeline import fix_pipeline, run_fix
 from app.pipelines.review.pipeline import review_pipeline
-from app.server import create_app
+from app.server import WEBHOOKS_KEY, WebhookHandler, create_app
 from app.sessions import SessionRuntime, SessionSettings
-from app.settings import Settings
+from app.settings import ENV_FILE, ServerSettings, Settings
+from app.setup.flow import setup_app
+from app.setup.proxy import WebhookProxy
 from app.store import Job, Store, open_store
 from app.worker import Worker
 
@@ -68,10 +71,28 @@ class Services:
 
 
 @contextlib.asynccontextmanager
-async def services(settings: Settings) -> AsyncIterator[Services]:
-    store = open_store(settings.database_url)
+async def opened_store(database_url: str) -> AsyncIterator[Store]:
+    store = open_store(database_url)
     await store.open()
-    metrics = Metrics()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, *, store: Store | None = None,
+                   metrics: Metrics | None = None) -> AsyncIterator[Services]:
+    """The App's services; a `store` given is the caller's to close (first-run setup opens it first)."""
+    async with contextlib.AsyncExitStack() as own:
+        if store is None:
+            store = await own.enter_async_context(opened_store(settings.database_url))
+        async with _services(settings, store, metrics or Metrics()) as svc:
+            yield svc
+
+
+@contextlib.asynccontextmanager
+async def _services(settings: Settings, store: Store, metrics: Metrics) -> AsyncIterator[Services]:
     github = GitHubApp(app_id=settings.app_id, private_key=settings.private_key_pem,
                        base_url=settings.github_api_url, max_retry_wait=settings.github_max_retry_wait_seconds,
                        metrics=metrics)
@@ -91,7 +112,6 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         if svc.anthropic is not None:
             await svc.anthropic.close()
         await github.close()
-        await store.close()
 
 
 def freeze_startup_objects() -> None:
@@ -127,32 +147,105 @@ async def learn_app_slug(svc: Services) -> None:
     svc.bot_login = f"{app_info['slug']}[bot]"
 
 
-async def serve(settings: Settings, *, with_worker: bool = True, pipelines: Mapping[str, Pipeline] | None = None,
-                ready: asyncio.Event | None = None) -> None:
-    async with services(settings) as svc:
+class Running:
+    """What runs beside the HTTP server once the App is known: the worker (and the lookup of the
+    App's slug), and the webhook proxy when PRMEDIC_WEBHOOK_PROXY_URL is set."""
+
+    def __init__(self, *, with_worker: bool = True, pipelines: Mapping[str, Pipeline] | None = None) -> None:
+        self.with_worker = with_worker
+        self.pipelines = pipelines
+        self.worker: Worker | None = None
+        self.worker_task: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []  # the rest: cancelled at the end
+        self._waiting: tuple[Services, WebhookHandler] | None = None
+        self._listening = False
+
+    def begin(self) -> None:
+        """The server listens: start what waited for it (nothing is claimed before the port is ours)."""
+        self._listening = True
+        if self._waiting is not None:
+            self.start(*self._waiting)
+
+    def start(self, svc: Services, webhooks: WebhookHandler) -> None:
+        if not self._listening:
+            self._waiting = (svc, webhooks)
+            return
+        self._waiting = None
+        if self.with_worker:
+            self.worker = svc.worker(self.pipelines)
+            self.worker_task = asyncio.create_task(self.worker.run())
+            self.tasks.append(asyncio.create_task(learn_app_slug(svc)))
+        proxy_url = svc.settings.webhook_proxy_url
+        if proxy_url:
+            log.info("webhook proxy: deliveries from %s go through the webhook intake", proxy_url)
+            self.tasks.append(asyncio.create_task(WebhookProxy(proxy_url, webhooks.deliver).run()))
+
+    async def stop(self) -> None:
+        for task in self.tasks:  # no more deliveries from the proxy
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        # Then the worker: it stops claiming and gives its jobs back for the next process at once.
+        if self.worker is not None and self.worker_task is not None:
+            await self.worker.stop()
+            await self.worker_task
+
+
+async def server_app(settings: ServerSettings, stack: contextlib.AsyncExitStack,
+                     running: Running) -> web.Application:
+    """The HTTP application `prmedic serve` runs, its services entered on `stack`. With App settings,
+    the usual server; without them, first-run setup (app/setup), which starts the App's services
+    and `running` in this same process once GitHub hands over the App."""
+    if isinstance(settings, Settings):
+        svc = await stack.enter_async_context(services(settings))
         app = create_app(settings, svc.store, svc.metrics, identity=svc)
+        running.start(svc, app[WEBHOOKS_KEY])
+        return app
+    store = await stack.enter_async_context(opened_store(settings.database_url))
+    metrics = Metrics()
+
+    async def registered(app_settings: Settings) -> WebhookHandler:
+        svc = await stack.enter_async_context(services(app_settings, store=store, metrics=metrics))
+        webhooks = WebhookHandler(app_settings, store, metrics, svc)
+        running.start(svc, webhooks)
+        return webhooks
+
+    app, _ = setup_app(settings, store, metrics, registered)
+    return app
+
+
+async def serve(settings: ServerSettings, *, with_worker: bool = True,
+                pipelines: Mapping[str, Pipeline] | None = None, ready: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT or SIGTERM: `settings` without the App's (a plain ServerSettings) start
+    first-run setup."""
+    running = Running(with_worker=with_worker, pipelines=pipelines)
+    async with contextlib.AsyncExitStack() as stack:
+        app = await server_app(settings, stack, running)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
-        await site.start()
-        log.info("prmedic listening on http://%s:%d (worker %s)", settings.host, settings.port,
-                 "on" if with_worker else "off")
-        worker_task = None
-        if with_worker:
-            worker = svc.worker(pipelines)
-            worker_task = asyncio.create_task(worker.run())
-            asyncio.create_task(learn_app_slug(svc))
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()  # nothing else has started: the port is not ours
+            raise
+        running.begin()
+        if isinstance(settings, Settings):
+            log.info("prmedic listening on http://%s:%d (worker %s)", settings.host, settings.port,
+                     "on" if with_worker else "off")
+        else:
+            shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+            log.warning("no GitHub App settings (PRMEDIC_* variables, or %s): first-run setup. Open http://%s:%d/ "
+                        "in a browser to register prmedic's GitHub App (or run `prmedic register`); its settings are "
+                        "written there and prmedic starts working without a restart", Path.cwd() / ENV_FILE, shown,
+                        settings.port)
         freeze_startup_objects()
         if ready is not None:
             ready.set()
         try:
             await _wait_for_signal()
         finally:
-            # The worker first: it stops claiming and gives its jobs back for the next process at once.
             log.info("shutting down")
-            if worker_task is not None:
-                await worker.stop()
-                await worker_task
+            await running.stop()
             await runner.cleanup()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -79,22 +80,37 @@ class WebhookHandler:
     async def __call__(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return self.reject("unverified", 413, f"body is over {MAX_BODY_BYTES} bytes")
-        content_type = request.content_type
-        if content_type not in ACCEPTED_TYPES:
-            return self.reject("unverified", 415,
-                               f"content type {content_type!r} is not accepted: send {' or '.join(ACCEPTED_TYPES)}")
-        headers = request.headers
-        event_name = headers.get("X-GitHub-Event")
-        delivery_id = headers.get("X-GitHub-Delivery")
-        signature = headers.get("X-Hub-Signature-256")
-        if not signature:
-            return self.reject("unverified", 401, "X-Hub-Signature-256 is missing")
+        # A wrong content type or a missing signature is refused before the body is read.
+        refused = self._refuse_early(request.content_type, request.headers)
+        if refused is not None:
+            return refused
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self.reject("unverified", 413, f"body is over {MAX_BODY_BYTES} bytes")
+        return await self.deliver(request.content_type, request.headers, body)
+
+    def _refuse_early(self, content_type: str, headers: Mapping[str, str]) -> web.Response | None:
+        if content_type not in ACCEPTED_TYPES:
+            return self.reject("unverified", 415,
+                               f"content type {content_type!r} is not accepted: send {' or '.join(ACCEPTED_TYPES)}")
+        if not headers.get("X-Hub-Signature-256"):
+            return self.reject("unverified", 401, "X-Hub-Signature-256 is missing")
+        return None
+
+    async def deliver(self, content_type: str, headers: Mapping[str, str], body: bytes) -> web.Response:
+        """One delivery, verified, routed and recorded: from the HTTP route, or from the webhook proxy
+        (app/setup/proxy.py), which must pass through exactly the same checks. `headers` is looked up
+        case-insensitively (a `CIMultiDict` or the request's headers)."""
+        if len(body) > MAX_BODY_BYTES:
+            return self.reject("unverified", 413, f"body is over {MAX_BODY_BYTES} bytes")
+        refused = self._refuse_early(content_type, headers)
+        if refused is not None:
+            return refused
+        event_name = headers.get("X-GitHub-Event")
+        delivery_id = headers.get("X-GitHub-Delivery")
         try:
-            sansio.validate_event(body, signature=signature, secret=self.secret)
+            sansio.validate_event(body, signature=headers["X-Hub-Signature-256"], secret=self.secret)
         except ValidationFailure:
             return self.reject("unverified", 401, "signature does not match the webhook secret")
         if not _valid_header(event_name, 100) or not _valid_header(delivery_id, 200):
@@ -156,6 +172,9 @@ class WebhookHandler:
         return _answer(200, status="recorded")
 
 
+WEBHOOKS_KEY = web.AppKey("webhooks", WebhookHandler)
+
+
 async def healthz(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     try:
@@ -189,11 +208,21 @@ def create_app(settings: Settings, store: Store, metrics: Metrics | None = None,
     """The HTTP application; opening the store and running the worker belong to the caller."""
     metrics = metrics or Metrics()
     identity = identity or SimpleNamespace(bot_login=settings.bot_login)
-    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
+    webhooks = WebhookHandler(settings, store, metrics, identity)
+    app = base_app(store, metrics, webhooks.__call__)
     app[SETTINGS_KEY] = settings
+    app[WEBHOOKS_KEY] = webhooks
+    return app
+
+
+def base_app(store: Store, metrics: Metrics,
+             webhooks: Callable[[web.Request], Awaitable[web.Response]]) -> web.Application:
+    """The routes every mode serves: the webhook route (answered by `webhooks`), /healthz, /metrics.
+    First-run setup (app/setup) adds its pages to this and fills in the webhook handler later."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES + 1)
     app[STORE_KEY] = store
     app[METRICS_KEY] = metrics
-    app.router.add_post(WEBHOOK_PATH, WebhookHandler(settings, store, metrics, identity).__call__)
+    app.router.add_post(WEBHOOK_PATH, webhooks)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app

@@ -72,14 +72,39 @@ class StoreSettings(BaseSettings):
         return self.database_url.removeprefix("sqlite:///")
 
 
-class Settings(StoreSettings):
+class ServerSettings(StoreSettings):
+    """What `prmedic serve` needs before the GitHub App exists (first-run setup, app/setup) and
+    `prmedic register` needs to create it: where to listen, GitHub's addresses, the webhook relay."""
+
+    github_api_url: str = "https://api.github.com"
+    github_web_url: str = "https://github.com"
+    host: str = "0.0.0.0"
+    port: int = Field(3000, ge=1, le=65535)
+    # A smee.io-style channel whose event stream carries webhook deliveries (local development).
+    webhook_proxy_url: str | None = None
+
+    @field_validator("github_api_url", "github_web_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("webhook_proxy_url")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL (a channel such as https://smee.io/CHANNEL)")
+        return value.strip()
+
+
+class Settings(ServerSettings):
     app_id: int = Field(gt=0)
     private_key: SecretStr | None = None
     private_key_path: Path | None = Field(None, validate_default=True)
     webhook_secret: SecretStr
-    github_api_url: str = "https://api.github.com"
-    host: str = "0.0.0.0"
-    port: int = Field(3000, ge=1, le=65535)
 
     app_slug: str | None = None
     worker_concurrency: int = Field(8, ge=1, le=1000)
@@ -92,7 +117,6 @@ class Settings(StoreSettings):
     max_sessions: int = Field(500, ge=1, le=10_000)
     session_max_duration_seconds: float = Field(3600.0, gt=0)
     session_token_refresh_seconds: float = Field(300.0, gt=0, lt=600)
-    github_web_url: str = "https://github.com"
 
     @field_validator("webhook_secret")
     @classmethod
@@ -100,13 +124,6 @@ class Settings(StoreSettings):
         if not value.get_secret_value().strip():
             raise ValueError("is empty")
         return value
-
-    @field_validator("github_api_url", "github_web_url")
-    @classmethod
-    def _api_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
 
     @field_validator("private_key_path")
     @classmethod
@@ -134,6 +151,26 @@ class Settings(StoreSettings):
     @property
     def bot_login(self) -> str | None:
         return f"{self.app_slug}[bot]" if self.app_slug else None
+
+
+class _AppSettingsGiven(BaseSettings):
+    """The GitHub App's own settings as the sources hold them, unvalidated: only whether any is set."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PRMEDIC_", env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore"
+    )
+
+    app_id: str | None = None
+    private_key: str | None = None
+    private_key_path: str | None = None
+    webhook_secret: str | None = None
+
+
+def app_settings_absent() -> bool:
+    """True when none of the App's settings (id, private key, webhook secret) is set in the
+    environment or `.env`: `prmedic serve` then starts first-run setup instead of refusing to start."""
+    given = _AppSettingsGiven().model_dump().values()
+    return not any(value and value.strip() for value in given)
 
 
 def _normalise_pem(text: str) -> str:

@@ -31,7 +31,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("app.sessions",),  # runs a session, answers its tool calls
     ("app.pipelines",),  # review, fix: brief, session, publish
     ("app.server", "app.worker", "app.doctor"),
+    ("app.setup",),  # first-run setup and the webhook proxy: around the server, below the wiring
     ("app.runtime",),  # wires the process
+    ("app.oneshot",),  # `prmedic run`: one job inline, through the runtime's pipeline table
+    ("app.action",),  # `prmedic action`: a workflow's event, routed, run through the oneshot engine
     ("app.cli",),
     ("app.__main__",),
 ]

@@ -37,7 +37,8 @@ def bare_env() -> dict:
 
 
 def test_missing_settings_say_where_settings_come_from_and_how_to_check_them(tmp_path):
-    result = run_prmedic("serve", env=bare_env(), cwd=tmp_path)
+    # `serve` without any App settings starts first-run setup instead (tests/test_setup.py).
+    result = run_prmedic("worker", env=bare_env(), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{tmp_path / '.env'}" in result.stderr
     assert "cp .env.example .env" in result.stderr

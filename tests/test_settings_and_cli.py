@@ -32,7 +32,8 @@ def bare_env() -> dict:
 
 
 def test_missing_settings_stop_start_up_with_every_problem_and_exit_2(tmp_path):
-    result = run_prmedic("serve", env=bare_env(), cwd=tmp_path)
+    # `serve` without any App settings starts first-run setup instead (tests/test_setup.py).
+    result = run_prmedic("worker", env=bare_env(), cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     for name in ("PRMEDIC_APP_ID", "PRMEDIC_PRIVATE_KEY", "PRMEDIC_WEBHOOK_SECRET"):

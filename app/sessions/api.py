@@ -17,7 +17,8 @@ AMBIGUOUS_CREATE_STATUS = frozenset({500, 502, 504})
 
 def create_params(spec: SessionSpec, token: str, *, github_web_url: str) -> dict[str, Any]:
     """The `sessions.create` arguments: the agent pinned to a version, the repository mounted at
-    the head commit with `token`, metadata, a title and the budget."""
+    the head commit with `token` (an empty one mounts a public repository without any), metadata,
+    a title and the budget."""
     agent: dict[str, Any] = {"type": "agent", "id": spec.agent_id}
     if spec.system_override is not None:
         agent = {"type": "agent_with_overrides", "id": spec.agent_id, "system": spec.system_override}
@@ -30,15 +31,14 @@ def create_params(spec: SessionSpec, token: str, *, github_web_url: str) -> dict
         if len(metadata) >= 16:
             break
         metadata[str(key)[:64]] = str(value)[:512]
+    repository: dict[str, Any] = {"type": "github_repository", "url": f"{github_web_url.rstrip('/')}/{spec.repo}",
+                                  "checkout": {"type": "commit", "sha": spec.head_sha}}
+    if token:  # none: a public repository, cloned anonymously (`prmedic run` with a user's token)
+        repository["authorization_token"] = token
     params: dict[str, Any] = {
         "agent": agent,
         "environment_id": spec.environment_id,
-        "resources": [{
-            "type": "github_repository",
-            "url": f"{github_web_url.rstrip('/')}/{spec.repo}",
-            "checkout": {"type": "commit", "sha": spec.head_sha},
-            "authorization_token": token,
-        }],
+        "resources": [repository],
         "metadata": metadata,
         "title": spec.title or f"prmedic {spec.kind} {spec.repo}"
                                + (f"#{spec.pr_number}" if spec.pr_number is not None else "")

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import routes  # noqa: F401 - importing the package registers the handlers
 from .common import HTTPError, PERM_LEVEL, error_body, not_found
+from .manifests import add_manifest_routes
 from .records import Fault, RequestRecord, Violation
 from .render import Render
 from .routing import Ctx, Route, find_route
@@ -28,6 +29,8 @@ from .state import GitHubState
 
 def _authenticate(ctx: Ctx, route_: Route) -> None:
     s = ctx.state
+    if route_.auth == "none":  # the manifest flow's code exchange: the code is the credential
+        return
     header = ctx.request.headers.get("Authorization", "")
     scheme, _, cred = header.partition(" ")
     scheme = scheme.lower()
@@ -236,6 +239,7 @@ def make_github_app(state: GitHubState) -> web.Application:
     load_spec()
     app = web.Application(client_max_size=256 * 1024 * 1024)
     app[STATE_KEY] = state
+    add_manifest_routes(app, state)  # github.com's pages of the manifest flow, before the API's catch-all
     app.router.add_route("*", "/{tail:.*}", _handle)
     return app
 

@@ -69,6 +69,8 @@ class GitHubState:
         self._ids: dict[str, int] = {}
         self._diff_cache: dict[tuple[int, str | None, str], list[FileDiff]] = {}
         self._log_nonces: dict[str, int] = {}
+        self.manifest_codes: dict[str, Any] = {}  # the manifest flow's codes (manifests.ManifestCode)
+        self.manifests: list[dict] = []  # every manifest registered, in order
 
     # ----- clock, ids, users -------------------------------------------------------------------
 

@@ -5,3 +5,4 @@ matching route wins).
 """
 
 from . import apps, repos, pulls, reviews, checks, commits, actions, comments, gitdata  # noqa: F401
+from . import manifests  # noqa: F401

