@@ -10,7 +10,6 @@ import os
 import signal
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import anthropic
 from aiohttp import web
@@ -25,8 +24,8 @@ from app.pipelines.fix.pipeline import fix_pipeline, run_fix
 from app.pipelines.review.pipeline import review_pipeline
 from app.server import WEBHOOKS_KEY, WebhookHandler, create_app
 from app.sessions import SessionRuntime, SessionSettings
-from app.settings import ENV_FILE, ServerSettings, Settings
-from app.setup.flow import setup_app
+from app.settings import ServerSettings, Settings
+from app.setup.flow import SETUP_KEY, announce, setup_app
 from app.setup.proxy import WebhookProxy
 from app.store import Job, Store, open_store
 from app.worker import Worker
@@ -233,11 +232,7 @@ async def serve(settings: ServerSettings, *, with_worker: bool = True,
             log.info("prmedic listening on http://%s:%d (worker %s)", settings.host, settings.port,
                      "on" if with_worker else "off")
         else:
-            shown = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
-            log.warning("no GitHub App settings (PRMEDIC_* variables, or %s): first-run setup. Open http://%s:%d/ "
-                        "in a browser to register prmedic's GitHub App (or run `prmedic register`); its settings are "
-                        "written there and prmedic starts working without a restart", Path.cwd() / ENV_FILE, shown,
-                        settings.port)
+            announce(app[SETUP_KEY].setup_url(settings.host, settings.port))
         freeze_startup_objects()
         if ready is not None:
             ready.set()

@@ -274,37 +274,18 @@ def test_a_commands_outcome_is_its_last_reaction():
     assert final_reaction(writes, 7) is None
 
 
-class StubMount:
-    def __init__(self):
-        self.asked: list[str] = []
-
-    async def token(self, repo: str) -> str:
-        self.asked.append(repo)
-        return "ghs_read_only_for_one_repository"
-
-    async def close(self) -> None:
-        pass
-
-
-async def test_the_mount_is_tokenless_for_public_and_app_minted_for_private_repositories():
-    def github(mount=None):
-        return ActionGitHub("ghs_workflow", override=ConfigOverride(), mount=mount, base_url="http://127.0.0.1:9",
-                            writes=WriteLog(dry_run=False, fake=FakeWrites()))
-
-    public = github()
+async def test_the_mount_is_tokenless_for_public_and_refused_for_private_repositories_without_the_app():
+    """(With the App's inputs, a private repository's mount is minted from the App: see
+    `test_a_private_repository_is_mounted_with_a_read_only_token_minted_from_the_app_inputs`.)"""
+    public = ActionGitHub("ghs_workflow", override=ConfigOverride(), base_url="http://127.0.0.1:9",
+                          writes=WriteLog(dry_run=False, fake=FakeWrites()))
     assert await allow_mount(public, {"full_name": "o/open", "private": False}) is None
     assert await public.repository_read_token(TOKEN_INSTALLATION, "o/open") == ""
     with pytest.raises(UsageError, match="o/secret is private.*`app_id` and `app_private_key`"):
         await allow_mount(public, {"full_name": "o/secret", "private": True})
     with pytest.raises(UsageError, match="is private"):
         await allow_mount(public, {"full_name": "o/inner", "private": False, "visibility": "internal"})
-    mount = StubMount()
-    private = github(mount)
-    assert await allow_mount(private, {"full_name": "o/secret", "private": True}) == "ghs_read_only_for_one_repository"
-    assert await private.repository_read_token(TOKEN_INSTALLATION, "o/secret") == "ghs_read_only_for_one_repository"
-    assert mount.asked == ["o/secret", "o/secret"]
     await public.close()
-    await private.close()
 
 
 # -- prmedic action against the simulators, in a faked Actions environment ---------------------------
@@ -507,6 +488,57 @@ async def test_a_private_repository_without_the_app_inputs_fails_before_any_sess
     assert "::error title=prmedic::" in step.log and "is private" in step.log and "`app_private_key`" in step.log
     assert step.outputs["conclusion"] == "failure" and "is private" in step.summary.read_text()
     assert managed_agents.sim.sessions == {} and writes_to(github_server.state) == []
+
+
+async def test_a_private_repository_is_mounted_with_a_read_only_token_minted_from_the_app_inputs(
+        action_env, tmp_path, github_server, managed_agents, git_repo):
+    """`app_id` + `app_private_key`: the App's installation on the repository is looked up with its
+    JWT and a token for that one repository, contents read-only, is minted, masked and mounted; the
+    workflow's token does everything else and never reaches the container."""
+    from sims.github_fixtures import APP_ID, INSTALLATION_ID
+
+    state, sim = github_server.state, managed_agents.sim
+    pr = PullRequestRepo(state, git_repo)
+    pr.repo.private = True
+    event = pr.event("opened")
+    event["repository"]["private"] = True
+    sim.default_script = review_script([MAJOR])
+    key = github_server.private_key.strip().replace("\n", "\\n")  # as a one-line secret may hold it
+    step = Step(tmp_path, github_server, managed_agents, "pull_request", event, action_env,
+                app_id=str(APP_ID), app_private_key=key)
+    assert await step.run(managed_agents) == 0, step.log
+    assert step.outputs["conclusion"] == "neutral" and len(state.reviews_of(REPO, 2)) == 1
+    (lookup,) = state.calls("GET", r"/installation$")
+    assert (lookup.path, lookup.auth, lookup.status) == (f"/repos/{REPO}/installation", "jwt", 200)
+    (mint,) = state.calls("POST", r"^/app/installations/")  # the workflow's token did all the rest
+    assert mint.path == f"/app/installations/{INSTALLATION_ID}/access_tokens" and mint.auth == "jwt"
+    assert mint.json == {"repositories": [REPO.split("/")[1]], "permissions": {"contents": "read"}}
+    (session,) = sim.sessions.values()
+    (mounted,) = [r["_token"] for r in session.resources if r["type"] == "github_repository"]
+    assert mounted and mounted != action_env and action_env not in json.dumps(session.resources, default=str)
+    issued = state.tokens[mounted]
+    assert issued.permissions == {"contents": "read", "metadata": "read"} and issued.repositories == {REPO.lower()}
+    assert f"::add-mask::{mounted}" in step.log
+    assert step.log.index(f"::add-mask::{mounted}") < step.log.index("publish_review")  # masked before use
+    assert mounted not in step.log.replace(f"::add-mask::{mounted}", "")
+
+
+async def test_app_inputs_for_an_app_not_installed_on_the_repository_fail_before_any_session(
+        action_env, tmp_path, github_server, managed_agents, git_repo):
+    from sims.github_fixtures import APP_ID
+
+    state = github_server.state
+    pr = PullRequestRepo(state, git_repo)
+    pr.repo.private = True
+    event = pr.event("opened")
+    event["repository"]["private"] = True
+    state.installations.clear()  # the App exists, but is installed nowhere
+    step = Step(tmp_path, github_server, managed_agents, "pull_request", event, action_env,
+                app_id=str(APP_ID), app_private_key=github_server.private_key)
+    assert await step.run(managed_agents) == 2
+    assert "::error title=prmedic::" in step.log and f"is not installed on {REPO}" in step.log
+    assert [r.status for r in state.calls("GET", r"/installation$")] == [404]
+    assert managed_agents.sim.sessions == {} and writes_to(state) == []
 
 
 async def test_a_step_set_up_wrong_says_so_without_a_traceback(action_env, tmp_path, github_server, managed_agents, widgets):

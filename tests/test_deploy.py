@@ -38,6 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
+COMPOSE_KEY = DEPLOY / "compose.key.yaml"  # the override for an App whose key is a file on the host
+# What first-run setup writes to .env in the working directory (the volume under Compose).
+APP_SETTINGS = ("PRMEDIC_APP_ID", "PRMEDIC_APP_SLUG", "PRMEDIC_PRIVATE_KEY", "PRMEDIC_PRIVATE_KEY_PATH",
+                "PRMEDIC_WEBHOOK_SECRET")
 KUBERNETES = DEPLOY / "kubernetes" / "prmedic.yaml"
 SECRET_EXAMPLE = DEPLOY / "kubernetes" / "secret.yaml.example"
 
@@ -366,11 +370,12 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_compose_file_follows_the_compose_specification():
+@pytest.mark.parametrize("path", [COMPOSE, COMPOSE_KEY], ids=lambda path: path.name)
+def test_compose_files_follow_the_compose_specification(path):
     checker = shutil.which("check-jsonschema") or shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
     if checker is None:
         pytest.skip("check-jsonschema is not installed: `pip install -e .[test]` brings it")
-    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
+    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec", str(path)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -401,6 +406,56 @@ def test_compose_runs_the_container_read_only_and_unprivileged(compose):
     assert service["stop_signal"] == "SIGTERM"
 
 
+def test_compose_starts_without_a_dotenv_or_a_key_and_hides_nothing_setup_writes(compose):
+    service = compose["services"]["prmedic"]
+    assert service["env_file"] == [{"path": "../.env", "required": False}]  # a first run may have none
+    assert "secrets" not in service and "secrets" not in compose  # a secret's file must exist to start
+    assert not set(service["environment"]) & set(APP_SETTINGS), "it would hide what setup wrote to /data/.env"
+
+
+def test_the_key_override_only_adds_the_key(compose):
+    override = yaml.safe_load(COMPOSE_KEY.read_text())
+    service = override["services"]["prmedic"]
+    assert set(service) == {"environment", "secrets"} and set(override) == {"services", "secrets"}
+    [secret] = service["secrets"]
+    assert service["environment"] == {"PRMEDIC_PRIVATE_KEY_PATH": f"/run/secrets/{secret['target']}"}
+    assert (DEPLOY / override["secrets"][secret["source"]]["file"]).resolve() == ROOT / "prmedic.private-key.pem"
+
+
+def test_under_compose_a_first_run_is_setup_and_a_restart_reads_what_setup_wrote(
+        compose, monkeypatch, tmp_path, app_private_key):
+    """`prmedic serve` in the container's environment as Compose sets it, without ./.env: first-run
+    setup; after the files setup writes into the working directory (/data, the volume), the App."""
+    from unittest import mock
+
+    from app.settings import ServerSettings, Settings
+    from app.setup.conversion import RegisteredApp
+    from app.setup.files import write_credentials
+
+    chosen: list = []
+
+    async def serve(settings, **_options):  # what `prmedic serve` would run with
+        chosen.append(settings)
+
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("PRMEDIC_")}
+    environment.update(compose["services"]["prmedic"]["environment"], PRMEDIC_NO_UVLOOP="1",
+                       PRMEDIC_DATABASE_URL=f"sqlite:///{tmp_path / 'prmedic.db'}")  # /data/prmedic.db, here
+    monkeypatch.setattr("app.runtime.serve", serve)
+    monkeypatch.chdir(tmp_path)  # the image's working directory, /data
+    with mock.patch.dict(os.environ, environment, clear=True):  # what `.env` exports is undone, too
+        assert cli.main(["serve"]) == 0
+        write_credentials(tmp_path, RegisteredApp(
+            id=4242, slug="prmedic-acme", name="prmedic acme", html_url="https://github.com/apps/prmedic-acme",
+            client_id="Iv1.abc", client_secret="s", webhook_secret="whsec", pem=app_private_key))
+        assert cli.main(["serve"]) == 0
+    first, restart = chosen
+    assert type(first) is ServerSettings  # no App settings: the setup page
+    assert isinstance(restart, Settings) and (restart.app_id, restart.app_slug) == (4242, "prmedic-acme")
+    assert (tmp_path / restart.private_key_path).resolve() == tmp_path / "prmedic.private-key.pem"
+    assert restart.private_key_pem.strip() == app_private_key.strip()
+    assert restart.webhook_secret.get_secret_value() == "whsec"
+
+
 def docker_compose_unavailable() -> str | None:
     if shutil.which("docker") is None:
         return "docker is not installed"
@@ -415,18 +470,25 @@ def first_line(result: subprocess.CompletedProcess, last: bool = False) -> str:
     return (lines[-1] if last else lines[0]) if lines else f"exit status {result.returncode}"
 
 
-def test_docker_compose_accepts_the_file_where_it_exists(tmp_path):
+def test_docker_compose_accepts_the_files_where_it_exists(tmp_path):
     reason = docker_compose_unavailable()
     if reason:
-        pytest.skip(reason + " (the Compose specification's schema checks the file instead)")
-    # The file's neighbours as in a checkout that has been set up: .env and the key.
+        pytest.skip(reason + " (the Compose specification's schema checks the files instead)")
     (tmp_path / "deploy").mkdir()
-    shutil.copy(COMPOSE, tmp_path / "deploy" / "compose.yaml")
-    shutil.copy(DOCKERFILE, tmp_path / "deploy" / "Dockerfile")
+    for path in (COMPOSE, COMPOSE_KEY, DOCKERFILE):
+        shutil.copy(path, tmp_path / "deploy" / path.name)
+
+    def config(*files: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "compose", *(f"--file=deploy/{name}" for name in files), "config", "--quiet"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    # A fresh checkout, before the first run: no .env, no key.
+    result = config(COMPOSE.name)
+    assert result.returncode == 0, result.stderr
+    # An App that exists: .env and the key beside it, with the override.
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
     (tmp_path / "prmedic.private-key.pem").write_text("not used by `config`\n")
-    result = subprocess.run(["docker", "compose", "-f", "deploy/compose.yaml", "config", "--quiet"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = config(COMPOSE.name, COMPOSE_KEY.name)
     assert result.returncode == 0, result.stderr
 
 

@@ -223,15 +223,17 @@ def test_dockerignore_sits_in_the_build_context_and_keeps_secrets_out_but_not_th
 
 
 def test_compose_mounts_the_key_file_that_env_example_points_at():
+    """(With the override for an App that exists: deploy/compose.key.yaml; tests/test_deploy.py has the first run.)"""
     example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
     key_on_host = (ROOT / example["PRMEDIC_PRIVATE_KEY_PATH"]).resolve()
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.key.yaml").read_text())
     service = compose["services"]["prmedic"]
     [secret] = service["secrets"]
     assert (ROOT / "deploy" / compose["secrets"][secret["source"]]["file"]).resolve() == key_on_host
     assert service["environment"]["PRMEDIC_PRIVATE_KEY_PATH"] == f"/run/secrets/{secret['target']}"
-    assert (ROOT / "deploy" / service["env_file"]).resolve() == ROOT / ".env"
+    [env_file] = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]["prmedic"]["env_file"]
+    assert (ROOT / "deploy" / env_file["path"]).resolve() == ROOT / ".env"
 
 
 # -- 18: no success rate before any fix outcome ----------------------------------------------------

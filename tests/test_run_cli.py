@@ -337,32 +337,53 @@ async def test_stopped_with_ctrl_c_the_session_is_interrupted_and_the_check_run_
     assert state.reviews_of(REPO, 2) == []
 
 
-async def test_with_the_apps_settings_the_session_mounts_a_read_only_installation_token(
-        run_env, github_server, managed_agents, git_repo, monkeypatch, tmp_path):
-    from app.oneshot import engine
-    from sims.github_fixtures import APP_ID, INSTALLATION_ID
+def use_the_app(monkeypatch, tmp_path, github_server) -> None:
+    """The App's settings (id + key file) beside the token: the App is what the run uses."""
+    from sims.github_fixtures import APP_ID
 
-    state, sim = github_server.state, managed_agents.sim
-    PullRequestRepo(state, git_repo)
     key = tmp_path / "app.pem"
     key.write_text(github_server.private_key)
     monkeypatch.setenv("PRMEDIC_APP_ID", str(APP_ID))
     monkeypatch.setenv("PRMEDIC_PRIVATE_KEY_PATH", str(key))
 
-    async def installation(app, repo):  # the simulator has no GET /repos/{owner}/{repo}/installation
-        assert repo == REPO
-        return INSTALLATION_ID
 
-    monkeypatch.setattr(engine, "find_installation", installation)
+async def test_with_the_apps_settings_the_session_mounts_a_read_only_installation_token(
+        run_env, github_server, managed_agents, git_repo, monkeypatch, tmp_path):
+    from sims.github_fixtures import INSTALLATION_ID
+
+    state, sim = github_server.state, managed_agents.sim
+    PullRequestRepo(state, git_repo)
+    use_the_app(monkeypatch, tmp_path, github_server)
     sim.default_script = review_script([MAJOR])
     result, text, progress = await run(managed_agents, "review", dry_run=True)
     assert result.exit_code == 0 and "(the App)" in progress, text
+    # the installation was looked up as the App (its JWT), on the pull request's repository
+    (lookup,) = state.calls("GET", r"/installation$")
+    assert (lookup.path, lookup.auth, lookup.status) == (f"/repos/{REPO}/installation", "jwt", 200)
     # minting installation tokens is the only request that changes anything, even in a dry run
-    assert {r.path for r in writes_to(state)} == {f"/app/installations/{INSTALLATION_ID}/access_tokens"}
+    mints = writes_to(state)
+    assert {r.path for r in mints} == {f"/app/installations/{INSTALLATION_ID}/access_tokens"}
+    # the session's token: asked for this one repository, contents read-only
     (resource,) = next(iter(sim.sessions.values())).resources
     mounted = state.tokens[resource["_token"]]
+    (mint,) = [r for r in mints if r.json and r.json.get("repositories")]
+    assert mint.json == {"repositories": [REPO.split("/")[1]], "permissions": {"contents": "read"}}
     assert mounted.permissions == {"contents": "read", "metadata": "read"} and mounted.repositories == {REPO.lower()}
-    assert run_env["GITHUB_TOKEN"] != resource["_token"]
+    assert resource["_token"] != run_env["GITHUB_TOKEN"]
+    assert resource["_token"] not in text + progress
+
+
+async def test_with_the_apps_settings_a_repository_the_app_is_not_installed_on_exits_2(
+        run_env, github_server, managed_agents, git_repo, monkeypatch, tmp_path, capsys):
+    state = github_server.state
+    PullRequestRepo(state, git_repo)
+    state.installations.clear()  # the App exists, but no installation covers the repository
+    use_the_app(monkeypatch, tmp_path, github_server)
+    code = await asyncio.to_thread(main, ["run", "review", f"{REPO}#2"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"is not installed on {REPO}" in err and "Traceback" not in err, err
+    assert [r.status for r in state.calls("GET", r"/installation$")] == [404]
+    assert managed_agents.sim.sessions == {} and writes_to(state) == []
 
 
 def test_the_report_shows_each_object_in_its_final_state():

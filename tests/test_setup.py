@@ -15,9 +15,10 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -33,6 +34,7 @@ from app.settings import ServerSettings, Settings
 from app.setup.conversion import ConversionError, RegisteredApp, convert_code
 from app.setup.files import FilesConflict, conflicts, write_credentials
 from app.setup.manifest import manifest_template, webhook_url
+from app.setup.flow import COOKIE, SETUP_KEY
 from app.setup.proxy import EventStreamParser, WebhookProxy, delivery_of
 from app.setup.register import hook_url, register
 from app.store import open_store
@@ -74,11 +76,15 @@ def forms_of(html: str) -> list[dict]:
     return parser.forms
 
 
-async def through_the_pages(http: aiohttp.ClientSession, base_url: str, *, org: str | None = None,
+async def through_the_pages(http: aiohttp.ClientSession, link: str, *, org: str | None = None,
                             **fields: str) -> tuple[int, str, str]:
-    """A person's browser, without JavaScript: the setup page, its form (edited with `fields`), the
-    manifest form posted to GitHub (the simulator), GitHub's redirect back; the last page and its URL."""
-    async with http.get(f"{base_url}/") as page:
+    """A person's browser, without JavaScript: the setup page (opened with the `link` the server
+    printed), its form (edited with `fields`), the manifest form posted to GitHub (the simulator),
+    GitHub's redirect back; the last page and its URL."""
+    parts = urlsplit(link)
+    base_url = f"{parts.scheme}://{parts.netloc}"
+    async with http.get(link) as page:
+        assert page.status == 200, await page.text()
         [form] = forms_of(await page.text())
     data = {**form["fields"], **fields}
     if org:
@@ -125,22 +131,74 @@ async def serving(aiohttp_client, settings, *, pipelines=None):
             await running.stop()
 
 
+@dataclass
+class SetupServer:
+    client: Any  # the test client: a browser of its own, keeping cookies
+    base: str
+    http: aiohttp.ClientSession  # another browser
+    running: Running
+    token: str  # the setup link's
+
+    @property
+    def link(self) -> str:
+        """The link the server prints at start-up."""
+        return f"{self.base}/?token={self.token}"
+
+    @property
+    def page(self) -> str:
+        """The setup page's path with the token, for the test client."""
+        return f"/?token={self.token}"
+
+
 @pytest.fixture
 async def setup_server(bare, aiohttp_client):
     async with serving(aiohttp_client, ServerSettings()) as (client, running):
         async with aiohttp.ClientSession() as http:
-            yield client, str(client.make_url("")).rstrip("/"), http, running
+            base = str(client.make_url("")).rstrip("/")
+            yield SetupServer(client, base, http, running, client.app[SETUP_KEY].token)
+
+
+async def test_the_setup_page_opens_only_with_the_printed_links_token(setup_server):
+    client = setup_server.client
+    for path in ("/", "/?token=", "/?token=guessed", f"/?token={setup_server.token[:-1]}", "/?token=%C3%A9t%C3%A9"):
+        locked = await client.get(path)
+        text = await locked.text()
+        assert locked.status == 403, path
+        assert "server's log" in text and "/?token=" in text and not forms_of(text)
+        assert setup_server.token not in text and COOKIE not in locked.cookies
+    assert (await client.get("/", cookies={COOKIE: "guessed"})).status == 403
+    # the link opens the page, and leaves a cookie so that / reloads without the token
+    page = await client.get(setup_server.page)
+    assert page.status == 200 and forms_of(await page.text())
+    cookie = page.cookies[COOKIE]
+    assert cookie.value == setup_server.token and cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert (await client.get("/")).status == 200
+    # another browser, without the link, is still refused
+    async with setup_server.http.get(f"{setup_server.base}/") as other:
+        assert other.status == 403
+    # the setup URL names where the server listens (every address: this machine)
+    flow = client.app[SETUP_KEY]
+    assert flow.setup_url("0.0.0.0", 3000) == f"http://localhost:3000/?token={flow.token}"
+    assert flow.setup_url("::", 8080) == f"http://localhost:8080/?token={flow.token}"
+    assert flow.setup_url("::1", 3000).startswith("http://[::1]:3000/?token=")
+
+
+async def test_health_checks_pass_during_setup_and_say_so(setup_server):
+    health = await setup_server.client.get("/healthz")
+    body = await health.json()
+    assert health.status == 200 and body["status"] == "setup" and body["store"] == "ok"
+    assert setup_server.token not in json.dumps(body)
 
 
 async def test_the_setup_page_takes_the_public_url_from_the_request_and_escapes_it(setup_server):
-    client, base, _, _ = setup_server
-    page = await client.get("/")
+    client, base = setup_server.client, setup_server.base
+    page = await client.get(setup_server.page)
     assert page.status == 200 and page.headers["Cache-Control"] == "no-store"
     [form] = forms_of(await page.text())
     assert form["fields"]["url"] == base and form["fields"]["account"] == "personal"
     assert form["fields"]["name"] == APP_YML["name"] and form["fields"]["token"]
 
-    proxied = await client.get("/", headers={"X-Forwarded-Proto": "https, http",
+    proxied = await client.get(setup_server.page, headers={"X-Forwarded-Proto": "https, http",
                                              "X-Forwarded-Host": 'prmedic.example.com"><script>x()</script>'})
     text = await proxied.text()
     assert "<script>" not in text
@@ -149,8 +207,8 @@ async def test_the_setup_page_takes_the_public_url_from_the_request_and_escapes_
 
 
 async def test_the_manifest_names_this_server_and_goes_to_the_account_chosen(setup_server, github_server):
-    client, base, _, _ = setup_server
-    [form] = forms_of(await (await client.get("/")).text())
+    client = setup_server.client
+    [form] = forms_of(await (await client.get(setup_server.page)).text())
     public = "https://prmedic.example.com/bots"
     answer = await client.post("/", data={**form["fields"], "url": public + "/", "name": "prmedic for acme",
                                           "account": "organization", "org": "acme"})
@@ -171,32 +229,40 @@ async def test_the_manifest_names_this_server_and_goes_to_the_account_chosen(set
     assert states[0] != states[1] and all(len(state) >= 32 for state in states)  # random, one per submission
 
 
-async def test_the_form_needs_the_pages_token_and_valid_fields(setup_server):
-    client, _, _, _ = setup_server
-    [form] = forms_of(await (await client.get("/")).text())
-    forged = await client.post("/", data={**form["fields"], "token": "guessed"})
-    assert forged.status == 403 and not forms_of(await forged.text())
+async def test_the_form_needs_the_pages_token_and_valid_fields(setup_server, github_server):
+    client = setup_server.client
+    [form] = forms_of(await (await client.get(setup_server.page)).text())  # the cookie is set, too
+    for token in ("guessed", "", "été"):
+        forged = await client.post("/", data={**form["fields"], "token": token})
+        assert forged.status == 403 and not forms_of(await forged.text()) and "server's log" in await forged.text()
+    missing = await client.post("/", data={k: v for k, v in form["fields"].items() if k != "token"})
+    assert missing.status == 403
+    # the form's token is what counts: another browser that holds it (no cookie) may post it
+    async with setup_server.http.post(f"{setup_server.base}/", data=form["fields"]) as posted:
+        assert posted.status == 200 and forms_of(await posted.text())[0]["action"].startswith(github_server.url)
     bad = await client.post("/", data={**form["fields"], "url": "ftp://x", "account": "organization", "org": "-x"})
     text = await bad.text()
     assert bad.status == 400 and "Public URL" in text and "Organisation" in text
 
 
 async def test_a_redirect_whose_state_this_server_did_not_give_is_refused(setup_server, github_server, bare):
-    client, _, _, _ = setup_server
+    client = setup_server.client
     code = register_app(github_server.state, _manifest())  # an App someone else created: a real code
     refused = await client.get(f"/setup/callback?code={code}&state=not-mine")
     assert refused.status == 400 and "not from this setup" in await refused.text()
     assert not github_server.state.calls("POST", r"^/app-manifests/") and not (bare / ".env").exists()
-    assert (await client.get("/")).status == 200  # the setup goes on
+    assert (await client.get("/setup/callback?code=x&state=%C3%A9")).status == 400
+    assert (await client.get(setup_server.page)).status == 200  # the setup goes on
 
 
 async def test_setup_registers_the_app_writes_its_settings_and_goes_on_without_a_restart(setup_server, github_server,
                                                                                          bare):
-    client, base, http, running = setup_server
+    client, base, http = setup_server.client, setup_server.base, setup_server.http
     state = github_server.state
     assert (await client.post(WEBHOOK_PATH, data=b"{}")).status == 503  # not set up yet
+    assert (await (await client.get("/healthz")).json())["status"] == "setup"
 
-    status, page, _ = await through_the_pages(http, base)
+    status, page, _ = await through_the_pages(http, setup_server.link)
     assert status == 200, page
     [manifest] = state.manifests
     assert manifest["redirect_url"] == f"{base}/setup/callback"
@@ -210,9 +276,12 @@ async def test_setup_registers_the_app_writes_its_settings_and_goes_on_without_a
                    "PRMEDIC_PRIVATE_KEY_PATH": "./prmedic.private-key.pem",
                    "PRMEDIC_WEBHOOK_SECRET": next(iter(state.manifest_codes.values())).webhook_secret}
     assert Settings().app_id == state.app_id
-    # the page works once
-    for method, path in (("GET", "/"), ("POST", "/"), ("GET", "/setup/callback?code=x&state=y")):
+    # the page works once, even with its link; the health check says the server runs as usual
+    for method, path in (("GET", "/"), ("GET", setup_server.page), ("POST", "/"),
+                         ("GET", "/setup/callback?code=x&state=y")):
         assert (await client.request(method, path)).status == 404
+    health = await client.get("/healthz")
+    assert health.status == 200 and (await health.json())["status"] == "ok"
     # webhooks signed with the new secret are accepted; the worker (started just now) takes the job
     body = json.dumps(installed(example("pull_request", "opened"))).encode()
     good = await client.post(WEBHOOK_PATH, data=body, headers=delivery_headers(
@@ -237,9 +306,9 @@ async def test_setup_registers_the_app_writes_its_settings_and_goes_on_without_a
 
 async def test_a_dotenv_that_already_sets_a_name_stops_the_setup_before_the_code_is_spent(setup_server, github_server,
                                                                                           bare):
-    client, base, http, _ = setup_server
+    base, http = setup_server.base, setup_server.http
     (bare / ".env").write_text("PRMEDIC_APP_SLUG=someone-else\nPRMEDIC_LOG_LEVEL=DEBUG")
-    status, page, redirect = await through_the_pages(http, base)
+    status, page, redirect = await through_the_pages(http, setup_server.link)
     assert status == 409 and "already sets PRMEDIC_APP_SLUG" in page and "reload this page" in page
     assert redirect.startswith(f"{base}/setup/callback?code=")
     assert not github_server.state.calls("POST", r"^/app-manifests/")
@@ -514,33 +583,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SETUP_LINK = re.compile(r"^    (http://\S+/\?token=\S+)$", re.M)
+
+
 async def test_prmedic_serve_without_settings_leads_to_a_registered_app_that_accepts_its_webhooks(
-        github_server, tmp_path):
+        github_server, tmp_path, capsys):
+    """A real `prmedic serve` in an empty folder: healthy while it waits (so a container is not
+    restarted mid-setup), the page locked but for the link printed on stderr, then a registered App."""
+    from app.cli import main
+
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRMEDIC_", "ANTHROPIC_"))}
     env.update(PYTHONPATH=str(ROOT), PRMEDIC_HOST="127.0.0.1", PRMEDIC_PORT=str(port), PRMEDIC_LOG_FORMAT="json",
                PRMEDIC_GITHUB_API_URL=github_server.url, PRMEDIC_GITHUB_WEB_URL=github_server.url,
                PRMEDIC_WORKER_POLL_SECONDS="0.1", PRMEDIC_JOB_RETRY_BASE_SECONDS="60")
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, cwd=tmp_path, stdout=log,
-                               stderr=subprocess.STDOUT)
+    log_path = tmp_path.parent / f"{tmp_path.name}-serve.log"
+    with open(log_path, "ab") as log:  # appended to by the server; read here through its own handle
+        process = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, cwd=tmp_path, stdout=log,
+                                   stderr=subprocess.STDOUT)
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(300):
                 with contextlib.suppress(aiohttp.ClientError):
                     async with http.get(f"{base}/healthz") as health:
                         if health.status == 200:
+                            assert (await health.json())["status"] == "setup"
                             break
                 await asyncio.sleep(0.05)
-            status, page, _ = await through_the_pages(http, base)
+            assert await asyncio.to_thread(main, ["healthcheck", "--host", "127.0.0.1", "--port", str(port)]) == 0
+            assert '"status":"setup"' in capsys.readouterr().out
+            [link] = SETUP_LINK.findall(log_path.read_text())  # printed once, on its own line
+            assert link.startswith(f"{base}/?token=")
+            async with http.get(f"{base}/") as locked:
+                assert locked.status == 403 and "server's log" in await locked.text()
+            status, page, _ = await through_the_pages(http, link)
             assert status == 200, page
             secret = env_file(tmp_path)["PRMEDIC_WEBHOOK_SECRET"]
             body = json.dumps(installed(example("pull_request", "opened"))).encode()
             async with http.post(f"{base}{WEBHOOK_PATH}", data=body,
                                  headers=delivery_headers("pull_request", body, secret=secret)) as answer:
                 assert answer.status == 202, await answer.text()
-            async with http.get(f"{base}/") as gone:
+            async with http.get(link) as gone:
                 assert gone.status == 404
         store = open_store(f"sqlite:///{tmp_path / 'prmedic.db'}")
         await store.open()
@@ -556,11 +640,12 @@ async def test_prmedic_serve_without_settings_leads_to_a_registered_app_that_acc
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(process.wait, 30)
-        log.seek(0)
-        output = log.read().decode()
-        log.close()
+        output = log_path.read_text()
     assert process.returncode == 0, output
-    assert f"Open http://127.0.0.1:{port}/ in a browser" in output and "setup: the GitHub App" in output
+    # the WARNING in the (JSON) log carries the same link
+    [warning] = [json.loads(line) for line in output.splitlines() if "first-run setup" in line]
+    assert warning["level"] == "warning" and link in warning["msg"], warning
+    assert "setup: the GitHub App" in output
     assert stat.S_IMODE((tmp_path / "prmedic.private-key.pem").stat().st_mode) == 0o600
 
 

@@ -58,6 +58,13 @@ needs; the App's id, webhook secret and private key come back here, are saved be
 </form>"""
 
 
+def locked() -> str:
+    """The answer without the setup link's token: where the link is."""
+    return """<p>This setup page opens only with the link <code>prmedic serve</code> printed when it started
+(it ends in <code>/?token=…</code>). Find it in the server's log, e.g. <code>docker compose logs prmedic</code>
+or <code>kubectl logs deploy/prmedic</code>.</p>"""
+
+
 def manifest_form(*, action: str, manifest: dict[str, Any], auto_submit: bool = True) -> str:
     """The form GitHub's manifest flow needs: a POST from the browser with the manifest as JSON."""
     script = "<script>document.getElementById('manifest-form').submit()</script>" if auto_submit else ""

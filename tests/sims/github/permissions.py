@@ -21,6 +21,7 @@ ENDPOINT_PERMISSIONS: dict[tuple[str, str], Need] = {
     ("GET", "/app"): (),
     ("POST", "/app/installations/{installation_id}/access_tokens"): (),
     ("GET", "/installation/repositories"): (),
+    ("GET", "/repos/{owner}/{repo}/installation"): (),  # the App's JWT: which installation covers a repository
     ("POST", "/app-manifests/{code}/conversions"): (),  # no authentication: the code is the credential
     # metadata
     ("GET", "/repos/{owner}/{repo}"): (("metadata", R),),

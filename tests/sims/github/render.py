@@ -9,7 +9,7 @@ from .common import HTML_BASE, REACTIONS, iso, node_id
 
 if TYPE_CHECKING:
     from .diffs import FileDiff
-    from .records import ActionsJob, CheckRun, IssueComment, PullRequest, Repo, Review, ReviewComment
+    from .records import ActionsJob, CheckRun, Installation, IssueComment, PullRequest, Repo, Review, ReviewComment
     from .state import GitHubState
 
 
@@ -231,6 +231,25 @@ class Render:
             "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
             "permissions": dict(s.app_permissions), "events": list(s.app_events),
             "installations_count": len(s.installations),
+        }
+
+    def installation(self, inst: Installation) -> dict:
+        """An installation as `GET /repos/{owner}/{repo}/installation` shows it to the App."""
+        s = self.s
+        account = s.user(inst.account)
+        suspended = "2024-01-02T00:00:00Z" if inst.suspended else None
+        return {
+            "id": inst.id, "account": account, "repository_selection": inst.repository_selection,
+            "access_tokens_url": f"{self.api}/app/installations/{inst.id}/access_tokens",
+            "repositories_url": f"{self.api}/installation/repositories",
+            "html_url": f"{HTML_BASE}/organizations/{inst.account}/settings/installations/{inst.id}"
+            if inst.account_type == "Organization" else f"{HTML_BASE}/settings/installations/{inst.id}",
+            "app_id": s.app_id, "app_slug": s.app_slug, "client_id": s.client_id,
+            "target_id": account["id"], "target_type": inst.account_type,
+            "permissions": dict(inst.permissions), "events": list(s.app_events),
+            "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
+            "single_file_name": None, "has_multiple_single_files": False, "single_file_paths": [],
+            "suspended_by": s.user(inst.account) if inst.suspended else None, "suspended_at": suspended,
         }
 
     def app_for(self, app_id: int) -> dict:

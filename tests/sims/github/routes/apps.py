@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from ..common import HTTPError, PERM_LEVEL, iso, not_found
 from ..routing import Ctx, paginate, route
 
@@ -10,6 +9,20 @@ from ..routing import Ctx, paginate, route
 @route("GET", "/app", auth="jwt")
 def get_app(ctx: Ctx):
     return 200, ctx.render.app()
+
+
+@route("GET", "/repos/{owner}/{repo}/installation", auth="jwt")
+def get_repo_installation(ctx: Ctx):
+    """The App's installation that covers the repository; 404 when the repository does not exist or
+    no installation of the App includes it (an installation on "selected" repositories without it)."""
+    s = ctx.state
+    repo = s.repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}".lower())
+    if repo is None:
+        raise not_found()
+    for inst in s.installations.values():
+        if repo.key in {r.key for r in s.installation_repos(inst)}:
+            return 200, ctx.render.installation(inst)
+    raise not_found()
 
 
 @route("POST", "/app/installations/{installation_id}/access_tokens", auth="jwt")
