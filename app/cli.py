@@ -112,15 +112,23 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _route(job) -> str:
+    """A review's depth (`deep`), from its result or, for `/review`, its command's result; else `-`."""
+    result = job.result or {}
+    route = result.get("route") or (result.get("review") or {}).get("route") or {}
+    return str(route.get("depth") or "-")
+
+
 def format_jobs(jobs) -> str:
-    header = f"{'ID':>6}  {'KIND':<8} {'STATE':<11} {'TRIES':>5}  {'CREATED (UTC)':<19}  {'TARGET':<40}  LAST ERROR"
+    header = (f"{'ID':>6}  {'KIND':<8} {'STATE':<11} {'TRIES':>5}  {'CREATED (UTC)':<19}  {'TARGET':<40}  "
+              f"{'ROUTE':<8}  LAST ERROR")
     lines = [header]
     for job in jobs:
         target = f"{job.repo}#{job.pr_number}" if job.pr_number else f"{job.repo}@{(job.head_sha or '')[:7]}"
         error = (job.last_error or "").replace("\n", " ")
         lines.append(
             f"{job.id:>6}  {job.kind.value:<8} {job.state.value:<11} {job.attempts:>2}/{job.max_attempts:<2}  "
-            f"{_when(job.created_at):<19}  {target[:40]:<40}  {error[:100]}"
+            f"{_when(job.created_at):<19}  {target[:40]:<40}  {_route(job):<8}  {error[:100]}"
         )
     return "\n".join(lines)
 
@@ -150,6 +158,35 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print("no jobs")
     else:
         print(format_jobs(jobs))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """`prmedic stats`: jobs and their cost at list price, from the store's finished jobs."""
+    import json
+    import time
+
+    from app.sessions.stats import format_stats, job_stats, parse_since
+    from app.store import open_store
+
+    settings = _settings(args, StoreSettings)
+    try:
+        since = time.time() - parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"prmedic stats: {exc}", file=sys.stderr)
+        return 2
+
+    async def list_jobs():
+        store = open_store(settings.database_url)
+        await store.open()
+        try:
+            return await store.list_jobs(limit=1_000_000, repo=args.repo)
+        finally:
+            await store.close()
+
+    no_store = not Path(settings.sqlite_path).exists()
+    stats = job_stats([] if no_store else asyncio.run(list_jobs()), since=since, repo=args.repo)
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
 
 
@@ -225,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--repo", help="owner/name")
     jobs.add_argument("--json", action="store_true", help="print JSON instead of a table")
     jobs.set_defaults(func=cmd_jobs)
+
+    stats = sub.add_parser("stats", help="jobs and their cost at list price (per job: median, p90; per repository)")
+    stats.add_argument("--repo", help="owner/name")
+    stats.add_argument("--since", default="30d", help="only jobs created in this period, e.g. 30d, 12h, 2w (default 30d)")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of text")
+    stats.set_defaults(func=cmd_stats)
 
     doctor = sub.add_parser("doctor", help="check settings and reach GitHub and Anthropic")
     doctor.set_defaults(func=cmd_doctor)

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 CONFIG_PATH = ".github/prmedic.yml"
 Severity = Literal["blocker", "major", "minor", "nit"]
@@ -25,6 +25,12 @@ DEFAULT_IGNORE_PATHS = [
     "**/*.lock", "**/package-lock.json", "**/yarn.lock", "**/pnpm-lock.yaml", "**/poetry.lock", "**/Cargo.lock",
     "**/go.sum", "**/*.min.js", "**/*.min.css", "**/*.map", "**/vendor/**", "**/node_modules/**",
     "**/dist/**", "**/*.pb.go", "**/*_pb2.py", "**/*.snap",
+]
+# Paths where a mistake costs most: authentication, security and cryptography code, database
+# migrations, CI configuration and container builds.
+DEFAULT_DEEP_PATHS = [
+    "auth/", "authentication/", "security/", "crypto/", "migrations/",
+    ".github/workflows/**", ".gitlab-ci.yml", ".circleci/**", "Jenkinsfile", "Dockerfile*",
 ]
 
 
@@ -52,6 +58,18 @@ class ReviewConfig(_Section):
     max_comments: int = Field(10, ge=0, le=50)
     fail_on: Severity | Literal["never"] = "never"
     allow_approve: bool = False
+    # How deep a review goes (app/pipelines/review/route.py); `auto` decides per pull request.
+    depth: Literal["auto", "light", "standard", "deep"] = "auto"
+    # Globs of paths that make an `auto` review `deep`; setting it replaces the defaults.
+    deep_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_DEEP_PATHS))
+
+    @field_validator("deep_paths")
+    @classmethod
+    def _globs(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not pattern.strip():
+                raise ValueError("an empty glob matches nothing; remove it")
+        return patterns
 
     @field_validator("ignore_titles")
     @classmethod
@@ -104,12 +122,67 @@ class CommandsConfig(_Section):
         return {**DEFAULT_COMMAND_PERMISSIONS, **given}
 
 
+# A package as a package manager takes it: a name and at most a pinned version, nothing a shell or
+# a URL could make more of (no spaces, quotes, `;|&$<>`, no `://`).
+PACKAGE_PATTERNS: dict[str, str] = {
+    "pip": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9._,-]{1,100}\])?((==|~=)[A-Za-z0-9.*+!_-]{1,50})?$",
+    "npm": r"^(@[a-z0-9][a-z0-9._-]{0,99}/)?[a-z0-9][a-z0-9._-]{0,99}(@[A-Za-z0-9._-]{1,50})?$",
+    "apt": r"^[a-z0-9][a-z0-9.+-]{0,99}(=[A-Za-z0-9.+~:_-]{1,50})?$",
+}
+MAX_PACKAGES_PER_MANAGER = 25
+MAX_ALLOWED_HOSTS = 20
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ENVIRONMENT_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class ExtraPackages(_Section):
+    """Packages a repository adds to its base environment, per package manager."""
+
+    pip: list[str] = Field(default_factory=list, max_length=MAX_PACKAGES_PER_MANAGER)
+    apt: list[str] = Field(default_factory=list, max_length=MAX_PACKAGES_PER_MANAGER)
+    npm: list[str] = Field(default_factory=list, max_length=MAX_PACKAGES_PER_MANAGER)
+
+    @field_validator("pip", "apt", "npm")
+    @classmethod
+    def _names(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        pattern = re.compile(PACKAGE_PATTERNS[info.field_name])
+        for name in names:
+            if not isinstance(name, str) or not pattern.match(name) or "://" in name:
+                raise ValueError(f"{name!r} is not a {info.field_name} package name (a name, optionally pinned)")
+        return list(dict.fromkeys(names))
+
+
+class EnvironmentExtension(_Section):
+    """`environment: {base, packages, allowed_hosts}`: the base environment (else the one for the
+    repository's language, else `default`) with packages added and hosts added to its limited
+    networking. Networking itself is never taken from a repository: any other key is refused."""
+
+    base: str | None = Field(None, pattern=_ENVIRONMENT_NAME)
+    packages: ExtraPackages = Field(default_factory=ExtraPackages)
+    allowed_hosts: list[str] = Field(default_factory=list, max_length=MAX_ALLOWED_HOSTS)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hostnames(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if not isinstance(host, str) or not _HOSTNAME.match(host):
+                raise ValueError(f"{host!r} is not a hostname (a bare name like 'registry.example.com': "
+                                 "no scheme, port, path or wildcard)")
+        return sorted(set(hosts))
+
+    @property
+    def extends(self) -> bool:
+        """Whether it adds anything to its base (else the base itself is used)."""
+        return bool(self.allowed_hosts or self.packages.pip or self.packages.apt or self.packages.npm)
+
+
 class RepoConfig(_Section):
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     fix: FixConfig = Field(default_factory=FixConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    environment: str | None = None
+    # A name (`python`), or an extension of one (EnvironmentExtension).
+    environment: EnvironmentExtension | str | None = None
     ignore_paths: list[str] = Field(default_factory=list)
     use_default_ignores: bool = True
 
@@ -145,15 +218,47 @@ def parse_repo_config(text: str | None) -> LoadedConfig:
     if not isinstance(data, dict):
         return LoadedConfig(RepoConfig(), [f"{CONFIG_PATH} must be a mapping of settings, not {type(data).__name__}"],
                             True)
+    data = dict(data)
+    environment, env_errors = _environment(data.pop("environment", None))
     try:
-        return LoadedConfig(RepoConfig.model_validate(data), found=True)
+        config = RepoConfig.model_validate(data)
     except ValidationError as exc:
-        errors = [
-            f"{CONFIG_PATH}: `{_location(e['loc'])}`: "
-            + ("is not a known setting" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
-            for e in exc.errors(include_url=False)
-        ]
-        return LoadedConfig(RepoConfig(), errors, True)
+        return LoadedConfig(RepoConfig(), env_errors + _problems(exc), True)
+    config.environment = environment
+    return LoadedConfig(config, env_errors, True)
+
+
+def _problems(exc: ValidationError, prefix: tuple = ()) -> list[str]:
+    return [
+        f"{CONFIG_PATH}: `{_location(prefix + tuple(e['loc']))}`: "
+        + ("is not a known setting" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+        for e in exc.errors(include_url=False)
+    ]
+
+
+def _environment(value: object) -> tuple[EnvironmentExtension | str | None, list[str]]:
+    """The `environment` setting, checked on its own: an invalid extension is reported and its
+    `base` (if that is a plain name) is used, while the rest of the file still applies."""
+    if value is None or isinstance(value, str):
+        return value, []
+    if not isinstance(value, dict):
+        return None, [f"{CONFIG_PATH}: `environment`: must be an environment name or a mapping "
+                      f"(base, packages, allowed_hosts), not {type(value).__name__}"]
+    base = value.get("base")
+    fallback = base if isinstance(base, str) and re.match(_ENVIRONMENT_NAME, base) else None
+    errors = [f"{CONFIG_PATH}: `environment.networking`: is never taken from a repository's config (the "
+              "environment keeps its limited networking; list extra hosts under `allowed_hosts`)"
+              ] if "networking" in value else []
+    try:
+        extension = EnvironmentExtension.model_validate({k: v for k, v in value.items() if k != "networking"})
+    except ValidationError as exc:
+        errors += _problems(exc, ("environment",))
+    else:
+        if not errors:
+            return (extension if extension.extends else extension.base), []
+    used = f"the `{fallback}` environment" if fallback else "the environment for the repository's language"
+    return fallback, [*errors, f"{CONFIG_PATH}: `environment`: the extension is not used until it is fixed; "
+                               f"the job runs in {used} as it is"]
 
 
 async def fetch_repo_config(gh: GitHubAPI, repo: str, default_branch: str) -> LoadedConfig:

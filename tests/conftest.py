@@ -167,6 +167,7 @@ class AppStack:
 async def app_stack(settings_env, monkeypatch, store, github_server, managed_agents, aiohttp_client):
     """The whole app on the test store, with 2-second job leases (a superseded job stops within a
     second). Deliveries through `app_stack.deliver` or the `deliver` fixture land in the same store."""
+    from app.agents.derived import forget_derived
     from app.agents.sync import forget_synced
     from app.github import GitHubApp
     from app.runtime import Services
@@ -185,12 +186,14 @@ async def app_stack(settings_env, monkeypatch, store, github_server, managed_age
                         anthropic=managed_agents.client)
     client = await aiohttp_client(create_app(app_settings, store, metrics, identity=services))
     forget_synced()
+    forget_derived()
     try:
         yield AppStack(services, Deliverer(client), github_server, managed_agents)
     finally:
         await runtime.aclose()
         await github.close()
         forget_synced()
+        forget_derived()
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ async def test_help_lists_the_commands_with_the_permission_each_needs_here(app_s
     cid, answer, comment = await command(app_stack, pr, "/help")
     job = await finished(app_stack, cid)
     assert job.result["result"] == "answered"
-    assert "| `/review` · `/review full` |" in answer and "**triage** permission or the PR's author" in answer
+    assert "| `/review` · `/review full` · `/review deep` / `light` |" in answer and "**triage** permission or the PR's author" in answer
     assert "| `/stop` |" in answer and "| `/pause` |" in answer and "| `/config` |" in answer
     assert "`@prmedic <command>`" in answer
     assert reactions(comment) == ["eyes", "rocket"]

@@ -237,7 +237,7 @@ async def test_help_is_answered_with_the_table_and_eyes_then_rocket(served):
     cid = await _command(served, "/help", "serve-help")
     answer = await _finished(served, cid)
     assert "| command | what it does | who may run it here |" in answer
-    assert "| `/review` · `/review full` |" in answer and "| `/pause` |" in answer
+    assert "| `/review` · `/review full` · `/review deep` / `light` |" in answer and "| `/pause` |" in answer
     assert "`@prmedic <command>`" in answer
     assert served.reactions(cid) == ["eyes", "rocket"]
     assert served.state.violations == []

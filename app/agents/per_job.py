@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from app.agents.definitions import DEFAULT_ENVIRONMENT, MAX_EXTRA_INSTRUCTIONS_CHARS, AgentDefinition
+from app.repo_config import EnvironmentExtension
 
 # GitHub's repository `language` → environment (matched case-insensitively).
 LANGUAGE_ENVIRONMENTS: dict[str, str] = {
@@ -23,17 +24,20 @@ LANGUAGE_ENVIRONMENTS: dict[str, str] = {
 }
 
 
-def choose_environment(repo_config_choice: str | None, repo_language: str | None,
+def choose_environment(repo_config_choice: str | EnvironmentExtension | None, repo_language: str | None,
                        available: Collection[str] | None = None) -> str:
     """The environment for a job: the repository config's choice wins; else GitHub's repository
     `language` (Python → python, JavaScript/TypeScript → node, …); else `default`.
 
     With `available`, a choice or language mapping to an environment that is not defined falls
-    through to the next rule.
+    through to the next rule. For an extension this is its base (`app.agents.derived` builds the
+    extended environment on top of it).
     """
     def ok(name: str | None) -> bool:
         return bool(name) and (available is None or name in available)
 
+    if isinstance(repo_config_choice, EnvironmentExtension):
+        repo_config_choice = repo_config_choice.base
     choice = (repo_config_choice or "").strip().lower() or None
     if ok(choice):
         return choice  # type: ignore[return-value]

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.sessions.cost import cost_from_result
+
 EXIT_DONE, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
@@ -97,5 +99,5 @@ def run_result(kind: str, result: dict[str, Any] | None, *, job_id: int | None =
     return RunResult(
         conclusion=conclusion, exit_code=code, review_url=body.get("review_url"),
         fix_pr_url=fix_url if body.get("delivered_as") == "pull_request" else None, fix_url=fix_url,
-        comment_url=body.get("answer_url"), cost_usd=body.get("list_cost_usd"), session_id=body.get("session_id"),
+        comment_url=body.get("answer_url"), cost_usd=cost_from_result(body), session_id=body.get("session_id"),
         job_id=job_id, kind=kind, result=body, error=error)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from app.agents.per_job import choose_environment, render_system_prompt
+from app.agents.derived import environment_for_job
+from app.agents.per_job import render_system_prompt
 from app.agents.sync import SyncedAgents, default_definitions, ensure_synced
 from app.errors import PermanentError
 from app.pipelines.checks import ProgressReporter
@@ -27,10 +28,13 @@ log = logging.getLogger("prmedic.pipeline")
 
 
 def cost_and_duration(outcome: SessionOutcome | None, run: PipelineRun) -> str:
-    cost = "unknown"
-    if outcome is not None and outcome.list_cost_cents is not None:
-        cost = f"${outcome.list_cost_cents / 100:.2f}"
-    return f"Cost (list price): {cost} · Duration: {run.elapsed()}"
+    """The footer of a check run summary or a command's answer: the list-price total (tokens and
+    session runtime), the duration, and a compact line of tokens by model and runtime."""
+    if outcome is None or (outcome.usage is None and outcome.list_cost_cents is None):
+        return f"Cost (list price): unknown · Duration: {run.elapsed()}"
+    cost = outcome.cost
+    return (f"Cost (list price): ${cost.total_usd:.2f} · Duration: {run.elapsed()}"
+            f"<br><sub>{cost.summary_line()}</sub>")
 
 
 def tool_context(run: PipelineRun, *, progress: Progress | None = None, review: ReviewSession | None = None,
@@ -73,11 +77,12 @@ async def run_agents(
     if head_sha is not None or pr_number is not None:
         job = job.model_copy(update={"head_sha": head_sha or job.head_sha, "pr_number": pr_number or job.pr_number})
 
-    async def session_with(team: SyncedAgents) -> SessionOutcome:
-        environment = choose_environment(run.config.environment, repo_language, available=list(team.environments))
+    async def session_with(team: SyncedAgents, *, verify: bool = False) -> SessionOutcome:
+        environment_id = await environment_for_job(client, run.ctx.store, team, run.config.environment, repo_language,
+                                                   verify=verify)
         spec = SessionSpec.for_job(
             job, task=task, agent_id=team.coordinator.id, agent_version=team.coordinator.version,
-            environment_id=team.environment_id(environment), budget_cents=int(round(budget_usd * 100)),
+            environment_id=environment_id, budget_cents=int(round(budget_usd * 100)),
             title=title, system_override=system,
         )
         progress: Progress | None = None
@@ -94,11 +99,21 @@ async def run_agents(
         return await runtime.run(spec, ctx, tools=tools)
 
     try:
-        return await session_with(await ensure_synced(client, run.ctx.store))
+        outcome = await session_with(await ensure_synced(client, run.ctx.store))
     except SessionFailed as exc:
         if exc.reason != "create_refused":
             raise
         # Most often an agent or environment archived (or changed) by hand since this process synced:
         # read everything back, replace what is gone, and try once more.
         log.warning("job %d: session refused (%s); re-syncing the agents and trying again", run.job.id, exc)
-        return await session_with(await ensure_synced(client, run.ctx.store, verify=True))
+        outcome = await session_with(await ensure_synced(client, run.ctx.store, verify=True), verify=True)
+    count_cost(run, outcome)
+    return outcome
+
+
+def count_cost(run: PipelineRun, outcome: SessionOutcome) -> None:
+    """Add a finished session's cost and tokens to `/metrics` (once: here, where it ended)."""
+    if run.ctx.metrics is None or outcome.usage is None:
+        return
+    cost = outcome.cost.as_dict()
+    run.ctx.metrics.count_session_cost(run.job.kind.value, cost["total_usd"], cost["models"])

@@ -89,6 +89,7 @@ class SessionRun:
         self.started = time.monotonic()
         self.resumed = False
         self.tool_calls = 0
+        self.threads_usage: list[tuple[str, dict[str, Any] | None]] | None = None
         self.rotation: TokenRotation | None = None
         self.job_stopped: JobState | None = None  # set when a tool call found the job no longer running
 
@@ -134,6 +135,7 @@ class SessionRun:
             await self._final_usage()
             state = self.state
             outcome.usage, outcome.list_cost_cents = state.usage, state.list_cost_cents
+            outcome.threads_usage = self.threads_usage
             await self.rt.store.close_session(self.sid, stop_reason=outcome.stop_reason, usage=state.usage,
                                               list_cost_cents=state.list_cost_cents,
                                               budget_reached=outcome.budget_reached)
@@ -431,3 +433,19 @@ class SessionRun:
             log.warning("session %s: cannot read the final usage: %s", self.sid, status_text(exc))
             return
         self.state.set_usage(getattr(session, "usage", None))
+        self.threads_usage = await self._threads_usage()
+
+    async def _threads_usage(self) -> list[tuple[str, dict[str, Any] | None]] | None:
+        """Each thread's agent model and usage, for the job's cost by model; None if unreadable."""
+        found: list[tuple[str, dict[str, Any] | None]] = []
+        try:
+            async for thread in self.rt.client.beta.sessions.threads.list(self.sid, timeout=self.cfg.request_timeout):
+                model = getattr(getattr(thread, "agent", None), "model", None)
+                model_id = model if isinstance(model, str) else getattr(model, "id", None)
+                usage = getattr(thread, "usage", None)
+                found.append((model_id or "unknown",
+                              usage.model_dump(mode="json", exclude_none=True) if hasattr(usage, "model_dump") else usage))
+        except anthropic.APIError as exc:
+            log.warning("session %s: cannot read its threads' usage: %s", self.sid, status_text(exc))
+            return None
+        return found or None

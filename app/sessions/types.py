@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import PermanentError
+from app.sessions.cost import JobCost, session_cost
 from app.store import Job
 
 
@@ -90,6 +91,16 @@ class SessionOutcome:
     duration_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     token_rotations: int = 0
+    # Each thread's agent model and usage, read when the session ended (None: not known).
+    threads_usage: list[tuple[str, dict[str, Any] | None]] | None = None
+
+    @property
+    def cost(self) -> JobCost:
+        """The session's cost at list price: tokens by model and runtime."""
+        cost = session_cost(self.usage, self.threads_usage)
+        if cost.platform_tokens_usd is None and self.list_cost_cents is not None:
+            cost.platform_tokens_usd = self.list_cost_cents / 100
+        return cost
 
     def as_result(self) -> dict[str, Any]:
         """For the job's result (JSON)."""
@@ -98,6 +109,6 @@ class SessionOutcome:
             "usage": self.usage, "list_cost_cents": self.list_cost_cents,
             "list_cost_usd": None if self.list_cost_cents is None else round(self.list_cost_cents / 100, 2),
             "tool_calls": self.tool_calls, "resumed": self.resumed, "duration_seconds": round(self.duration_seconds, 1),
-            "session_errors": self.errors,
+            "session_errors": self.errors, "cost": self.cost.as_dict(),
         }
 

@@ -71,10 +71,12 @@ async def config(command: Command) -> Result:
 
 async def review(command: Command) -> Result:
     """A review of the PR head now, through the review pipeline, as this command job (`force`:
-    config skips do not apply); a head already reviewed is reviewed again only with `full`."""
+    config skips do not apply); a head already reviewed is reviewed again only with `full` or a
+    depth (`deep`, `light`, `standard`: this review's route, app/pipelines/review/route.py)."""
     run, ctx = command.run, command.ctx
     job = ctx.job
-    full = command.args.split()[:1] == ["full"]
+    full, depth = review_args(command.args)
+    again = full or depth is not None
     pr = pull_request_fields(await run.gh.getitem(f"/repos/{job.repo}/pulls/{job.pr_number}"))
     head = pr["head_sha"]
     if pr.get("state") == "closed":
@@ -83,19 +85,26 @@ async def review(command: Command) -> Result:
     # Marked before looking at the automatic review and the head's record, so an automatic review
     # starting from now on sees this command, and one that ended before has recorded the head
     # (app/pipelines/review/overlap.py); "reviewing" once this command has decided to review.
-    mark = CommandReview(head, job.id, reviewing=full)
+    mark = CommandReview(head, job.id, reviewing=again)
     await mark_command_review(ctx.store, job.repo, job.pr_number, mark)
     try:
-        if not full:
+        if not again:
             answer = await _already(ctx, head)
             if answer is not None:
                 await clear_command_review(ctx.store, job.repo, job.pr_number, job.id)  # an automatic review may wait
                 await command.feedback.answer(answer[0])
                 return True, {"result": answer[1], "head_sha": head}
             await mark_command_review(ctx.store, job.repo, job.pr_number, dataclasses.replace(mark, reviewing=True))
-        return await _review_head(command, pr, full)
+        return await _review_head(command, pr, full, depth)
     finally:
         await clear_command_review(ctx.store, job.repo, job.pr_number, job.id)
+
+
+def review_args(args: str) -> tuple[bool, str | None]:
+    """`/review`'s words, in any order: `full` (from scratch) and a depth; other words are ignored."""
+    words = [word.lower() for word in args.split()[:3]]
+    depth = next((word for word in words if word in ("light", "standard", "deep")), None)
+    return "full" in words, depth
 
 
 async def _already(ctx: JobContext, head: str) -> tuple[str, str] | None:
@@ -114,16 +123,19 @@ async def _already(ctx: JobContext, head: str) -> tuple[str, str] | None:
     return None
 
 
-async def _review_head(command: Command, pr: dict[str, Any], full: bool) -> Result:
+async def _review_head(command: Command, pr: dict[str, Any], full: bool, depth: str | None = None) -> Result:
     """`/review`'s review itself: the review pipeline on the head, its outcome in the answer comment."""
     run, ctx = command.run, command.ctx
     job, head = ctx.job, pr["head_sha"]
     command.answer.heading = (f"Reviewing `{head[:7]}`" + (" from scratch" if full else "") +
+                              (f", {depth}" if depth else "") +
                               f" (asked by @{command.user})…")
     await command.answer.start()
     payload = {"repository": job.payload.get("repository") or {}, "pull_request": pr, "trigger": "command",
                "force": True, "full": full, "requested_by": command.user,
                "budget_usd": run.config.budget.command_usd}
+    if depth:
+        payload["depth"] = depth
     review_job = job.model_copy(update={"head_sha": head, "payload": payload})
     result = await command.review(dataclasses.replace(ctx, job=review_job)) or {}
     check_id = await known_check_run(run)
@@ -145,7 +157,7 @@ async def _review_head(command: Command, pr: dict[str, Any], full: bool) -> Resu
     await command.answer.finish(f"`/review` by @{command.user} · {cost}Duration: {run.elapsed()}", body=body)
     ok = not result.get("skipped") and not result.get("unfinished")
     return ok, {"result": "reviewed" if ok else "not_reviewed", "head_sha": head,
-                "review": {k: result.get(k) for k in ("conclusion", "review_url", "skipped", "unfinished")
+                "review": {k: result.get(k) for k in ("conclusion", "review_url", "skipped", "unfinished", "route")
                            if result.get(k) is not None}}
 
 

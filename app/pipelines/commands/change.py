@@ -19,6 +19,7 @@ from app.pipelines.checks import known_check_run
 from app.pipelines.commands import texts
 from app.pipelines.commands.agents import open_pull, quoted
 from app.pipelines.fix_request import NOUN, FixRequest, Purpose
+from app.sessions.cost import cost_from_result
 
 if TYPE_CHECKING:
     from app.pipelines.commands.pipeline import Command
@@ -62,7 +63,8 @@ async def _run(command: Command, purpose: Purpose) -> Result:
     check_url = f"{web}/{ctx.job.repo}/runs/{check_id}" if check_id else None
     body = answer_body(purpose, result, head_ref=pr.get("head_ref"), check_url=check_url,
                        reply=command.answer.reply_body)
-    cost = f"Cost (list price): ${result['list_cost_usd']:.2f} · " if result.get("list_cost_usd") is not None else ""
+    total = cost_from_result(result)
+    cost = f"Cost (list price): ${total:.2f} · " if total is not None else ""
     await command.answer.finish(f"`/{command.name}` by @{command.user} · {cost}Duration: {run.elapsed()}", body=body)
     ok = bool(result.get("fix_url"))
     outcome = "proposed" if ok else ("skipped" if result.get("skipped") else "not_proposed")

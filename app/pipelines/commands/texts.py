@@ -9,8 +9,9 @@ from app.pipelines.context import config_problems_markdown
 from app.repo_config import CONFIG_PATH, LoadedConfig, RepoConfig
 
 WHAT = {
-    "review": ("`/review` · `/review full`", ("reviews the PR head now (config skips do not apply); a commit "
-                                                "already reviewed is reviewed again only with `full`")),
+    "review": ("`/review` · `/review full` · `/review deep` / `light`",
+               ("reviews the PR head now (config skips do not apply); a commit already reviewed is reviewed again "
+                "only with `full`, or at another depth with `deep` / `light` / `standard`")),
     "fix": ("`/fix [instructions]`", ("repairs the failing checks on the PR head, or with instructions makes the "
                                       "change they ask for; proposed as the repository's `fix.delivery` says "
                                       "(a fork gets suggestions)")),

@@ -27,6 +27,7 @@ from typing import Any
 
 from app.pipelines.diff import FileChange
 from app.pipelines.review.risk import Risk, riskiest_first
+from app.pipelines.review.route import Route
 from app.repo_config import RepoConfig
 
 DEFAULT_BUDGET_TOKENS = 32_000
@@ -62,6 +63,7 @@ class BriefInput:
     prior_findings: list[str] = field(default_factory=list)
     listed_files: int | None = None  # how many files GitHub listed (it stops at 3,000)
     budget_tokens: int = DEFAULT_BUDGET_TOKENS
+    route: Route | None = None  # how deep this review goes (app/pipelines/review/route.py)
 
 
 @dataclass
@@ -73,6 +75,7 @@ class Brief:
     diffs_included: list[str]
     diffs_truncated: list[str]
     index_level: int
+    route: Route | None = None
 
     @property
     def diffs_left_out(self) -> int:
@@ -95,7 +98,7 @@ def build_brief(data: BriefInput) -> Brief:
             f"{diffs or '(none fit the budget; read the files from the checkout)'}\n<<<END PR DATA {nonce}>>>\n\n")
     text = body + _left_out(data, rated, included, truncated, level)
     return Brief(text, estimate_tokens(text), data.budget_tokens, len(rated) + len(data.ignored), included,
-                 truncated, level)
+                 truncated, level, data.route)
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -153,7 +156,25 @@ def _run_section(data: BriefInput) -> str:
         shown = data.prior_findings[-PRIOR_FINDINGS_MAX:]
         parts.append("\nFindings prmedic already posted on this pull request (do not post them again; the app "
                      "drops exact repeats):\n" + "\n".join(f"- {line[:200]}" for line in shown) + "\n")
+    if data.route is not None:
+        parts.append("\n" + _depth(data.route))
     return "".join(parts) + "\n"
+
+
+# What the coordinator is told per depth: who works on the review, and how hard.
+DEPTH_INSTRUCTIONS = {
+    "light": ("A light review: one quick pass by the reviewer over the changed lines. Do not involve the tester "
+              "unless something must be run to check a finding; keep it short."),
+    "standard": "A standard review: the reviewer reviews; involve the tester where running code settles a question.",
+    "deep": ("A deep review: the reviewer and the tester both. Have the tester run the tests for the touched code "
+             "(and add a focused check where none covers it), and look hard for security issues: authentication, "
+             "authorization, injection, secrets, unsafe defaults."),
+}
+
+
+def _depth(route: Route) -> str:
+    # The reason is left out: it may quote a changed file's name, which belongs to the PR's data.
+    return f"Depth: **{route.depth}** (decided by {route.by}). {DEPTH_INSTRUCTIONS[route.depth]}\n"
 
 
 def _pr_block(data: BriefInput, nonce: str) -> str:

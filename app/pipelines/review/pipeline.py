@@ -36,6 +36,7 @@ from app.pipelines.review.endings import (RefusedPublish, ReviewPosts, WatchedTo
                                           unfinished_reason)
 from app.pipelines.review.overlap import leave_to_command, running_command_review
 from app.pipelines.review.publish import Published, ReviewSession, counts_line, existing_findings, tests_table
+from app.pipelines.review.route import route_for
 from app.pipelines.session import cost_and_duration, run_agents, tool_context
 from app.repo_config import SEVERITY_ORDER, RepoConfig
 from app.sessions import SessionOutcome
@@ -170,8 +171,10 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
         state.fingerprints, state.findings, state.summary_review_id = sorted(fingerprints), lines, review_id
 
     await open_check_run(run, CHECK_NAME, job.head_sha)
+    route = route_for(config, files, pr, payload.get("depth"))
     brief = build_brief(BriefInput(repo=job.repo, pr=pr, files=reviewed, ignored=ignored, config=config,
-                                   incremental=incremental, prior_findings=state.findings, listed_files=len(files)))
+                                   incremental=incremental, prior_findings=state.findings, listed_files=len(files),
+                                   route=route))
     rs = ReviewSession(repo=job.repo, pr_number=job.pr_number, head_sha=job.head_sha, base_sha=pr.get("base_sha"),
                        files={c.path: c for c in files}, config=config, state=state,
                        web_url=(ctx.settings.github_web_url if ctx.settings else None) or "https://github.com",
@@ -219,6 +222,8 @@ async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
         "folded": len(published.folded) if published else 0, "incremental": rs.incremental is not None,
         "brief_tokens": brief.tokens, "files": brief.files_named,
     }
+    if brief.route is not None:
+        result["route"] = brief.route.as_dict()
     if unfinished:
         result["unfinished"] = unfinished
     return result | outcome.as_result()
@@ -281,6 +286,8 @@ def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
     left = f"; the diffs of {brief.diffs_left_out} left for the agents to read" if brief.diffs_left_out else ""
     parts.append(f"{scope} of {brief.files_named} changed file(s){left}. Brief: ~{brief.tokens:,} of "
                  f"{brief.budget_tokens:,} tokens.")
+    if brief.route is not None:
+        parts.append(brief.route.line)
     if rs.config_errors:
         parts.append(config_problems_markdown(rs.config_errors))
     if ending is not None and published is None:
