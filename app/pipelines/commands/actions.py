@@ -18,6 +18,7 @@ from app.pipelines.pr_state import (
     stopped_by_key,
 )
 from app.routing.fields import pull_request_fields
+from app.sessions.cost import cost_from_result
 from app.store import JobState
 
 if TYPE_CHECKING:
@@ -153,7 +154,8 @@ async def _review_head(command: Command, pr: dict[str, Any], full: bool, depth: 
     else:
         findings = sum((result.get("findings") or {}).values())
         body = f"Reviewed `{head[:7]}`: {findings} finding(s), conclusion **{result.get('conclusion')}**{where}."
-    cost = f"Cost (list price): ${result['list_cost_usd']:.2f} · " if result.get("list_cost_usd") is not None else ""
+    total = cost_from_result(result)
+    cost = f"Cost (list price): ${total:.2f} · " if total is not None else ""
     await command.answer.finish(f"`/review` by @{command.user} · {cost}Duration: {run.elapsed()}", body=body)
     ok = not result.get("skipped") and not result.get("unfinished")
     return ok, {"result": "reviewed" if ok else "not_reviewed", "head_sha": head,
