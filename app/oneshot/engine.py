@@ -42,9 +42,9 @@ from app.pipelines import JobContext, Pipeline
 from app.pipelines.checks import close_abandoned_check_run
 from app.pipelines.fix.pipeline import run_fix
 from app.routing.fields import pull_request_fields, repository_fields
-from app.runtime import PIPELINES
+from app.runtime import PIPELINES, opened_store
 from app.sessions import SessionRuntime, SessionSettings
-from app.store import Delivery, Job, JobKind, JobState, NewJob, Store, open_store
+from app.store import Delivery, Job, JobKind, JobState, NewJob, Store
 
 SHARED_STORE_BUSY = ("the store at PRMEDIC_DATABASE_URL has jobs waiting for a worker (or its worker took this "
                      "run's job): run `prmedic run` on a store of its own (unset PRMEDIC_DATABASE_URL), or let that "
@@ -91,17 +91,14 @@ class Parts:
 
 @contextlib.asynccontextmanager
 async def _store(settings: RunSettings) -> AsyncIterator[Store]:
+    """`PRMEDIC_DATABASE_URL`'s store, else a throw-away one deleted after the run."""
     with contextlib.ExitStack() as stack:
         url = settings.database_url
         if url is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="prmedic-run-", ignore_cleanup_errors=True))
             url = f"sqlite:///{os.path.join(folder, 'prmedic.db')}"
-        store = open_store(url)
-        await store.open()
-        try:
+        async with opened_store(url) as store:
             yield store
-        finally:
-            await store.close()
 
 
 @contextlib.asynccontextmanager
