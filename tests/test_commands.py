@@ -230,3 +230,12 @@ async def test_review_while_the_automatic_review_of_that_head_runs_makes_no_seco
     _cid, answer, comment = _outcome(app_stack, pr, data["comment"]["id"])
     assert "is already running" in answer
     assert len(sim.sessions) == 1 and len(state.reviews_of(REPO, pr.pr.number)) == 1
+
+
+async def test_review_reads_the_repository_config_once(app_stack, pr):
+    app_stack.agents.sim.default_script = review_script([FINDING])
+    since = len(app_stack.state.api_calls())
+    cid, _answer, _ = await command(app_stack, pr, "/review")
+    assert (await finished(app_stack, cid)).result["result"] == "reviewed"
+    reads = [c for c in app_stack.state.api_calls()[since:] if c.path.endswith("/contents/.github/prmedic.yml")]
+    assert len(reads) == 1  # the command's read is handed on to the review pipeline it runs

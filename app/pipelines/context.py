@@ -53,6 +53,9 @@ class JobContext:
     # A command's own channel (`commands.feedback.CommandAnswer`): the agents' progress shows there
     # too, and `reply` writes the command's answer there instead of the PR's reply comment.
     command_answer: CommandChannel | None = None
+    # The repository config this attempt already read (`prepare`): a command that runs the review
+    # or fix pipeline hands its context on, and the config is not fetched twice.
+    repo_config: LoadedConfig | None = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prmedic.pipeline"))
 
 
@@ -94,13 +97,15 @@ def default_branch(ctx: JobContext) -> str:
 
 
 async def prepare(ctx: JobContext) -> PipelineRun:
-    """The installation client and the repository config from the default branch; the pipeline
+    """The installation client and the repository config from the default branch (read once per
+    attempt: kept on the context for a pipeline it hands on); the pipeline
     opens its check run (`checks.open_check_run`) once it knows it will do the work."""
     if ctx.github is None or ctx.job.installation_id is None:
         raise PermanentError(f"job {ctx.job.id} has no GitHub installation to act through")
     gh = await ctx.github.installation_client(ctx.job.installation_id)
-    loaded = await fetch_repo_config(gh, ctx.job.repo, default_branch(ctx))
-    return PipelineRun(ctx=ctx, gh=gh, loaded=loaded)
+    if ctx.repo_config is None:
+        ctx.repo_config = await fetch_repo_config(gh, ctx.job.repo, default_branch(ctx))
+    return PipelineRun(ctx=ctx, gh=gh, loaded=ctx.repo_config)
 
 
 def config_problems_markdown(errors: list[str]) -> str:
