@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from command_helpers import command, finished, reactions
+from command_helpers import _command_job, command, finished, reactions
 from review_helpers import REPO
 
 try:
@@ -70,3 +70,13 @@ async def test_a_readers_ask_is_allowed_by_default(app_stack, pr):
     app_stack.sim.default_script = ask_script(("reply", {"body": ANSWER}))
     cid, answer, _ = await command(app_stack, pr, "/ask is this safe?", user="reader")
     assert (await finished(app_stack, cid)).result["result"] == "answered"
+
+
+async def test_ask_when_anthropic_keeps_failing_says_it_failed_after_the_last_attempt(app_stack, pr):
+    app_stack.sim.fail_next_session_creates(1000, status=529)
+    cid, answer, comment = await command(app_stack, pr, "/ask where is the cache?")
+    job = await _command_job(app_stack, cid)
+    assert job.state.value == "failed" and job.attempts == job.max_attempts
+    assert answer is not None and "`/ask` failed:" in answer and "working on it" not in answer
+    assert reactions(comment)[-1] == "confused" and "rocket" not in reactions(comment)
+    assert not app_stack.sim.sessions
