@@ -9,7 +9,6 @@ import errno
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from dotenv import load_dotenv
 
@@ -148,7 +147,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             await store.close()
 
     # Listing must not leave an empty database behind in whatever directory it was run from.
-    no_store = not Path(settings.sqlite_path).exists()
+    no_store = settings.store_missing
     jobs = [] if no_store else asyncio.run(list_jobs())
     if args.json:
         print("[" + ",".join(job.model_dump_json() for job in jobs) + "]")
@@ -184,7 +183,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
-    no_store = not Path(settings.sqlite_path).exists()
+    no_store = settings.store_missing
     stats = job_stats([] if no_store else asyncio.run(list_jobs()), since=since, repo=args.repo)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0

@@ -60,18 +60,19 @@ class Metrics:
             "finished (from the store); absent until one has", registry=self.registry,
         )
         self.cost_usd = Counter(
-            "prmedic_cost_usd", "List-price cost of finished agent sessions (tokens and runtime), by job kind",
-            ["kind"], registry=self.registry,
+            "prmedic_cost_usd", "List-price cost of finished agent sessions (tokens and runtime), by job kind and "
+            "review route (light, standard, deep; none for other jobs)", ["kind", "route"], registry=self.registry,
         )
         self.tokens = Counter(
             "prmedic_tokens", "Tokens used by finished agent sessions, by model and type "
             "(input, output, cache_read, cache_write)", ["model", "type"], registry=self.registry,
         )
 
-    def count_session_cost(self, kind: str, total_usd: float, models: dict[str, dict[str, float]]) -> None:
+    def count_session_cost(self, kind: str, route: str, total_usd: float, models: dict[str, dict[str, float]]) -> None:
         """Once per finished session: its list-price total and its tokens by model and type
-        (`models` as in the job result's `cost.models`)."""
-        self.cost_usd.labels(kind).inc(max(total_usd, 0.0))
+        (`models` as in the job result's `cost.models`). `route`: the review's depth (a router
+        session counts under the depth it chose), or `none` for a job that is not a review."""
+        self.cost_usd.labels(kind, route).inc(max(total_usd, 0.0))
         for model, tokens in models.items():
             for kind_of_token in ("input", "output", "cache_read", "cache_write"):
                 if tokens.get(kind_of_token):

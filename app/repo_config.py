@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 CONFIG_PATH = ".github/prmedic.yml"
 Severity = Literal["blocker", "major", "minor", "nit"]
@@ -85,10 +85,21 @@ class ReviewConfig(_Section):
 class FixConfig(_Section):
     enabled: bool = True
     delivery: Literal["pull_request", "push"] = "pull_request"
+    # Whether a fix waits for a person's decision (`/apply`, `/discard`, the check run's buttons)
+    # before anything reaches the pull request. Unset: `required` with `delivery: push` (a commit on
+    # someone's branch), `auto` with pull-request delivery (the fix PR is itself the request).
+    # Fork PRs are unaffected: their fix is only ever offered.
+    approval: Literal["auto", "required"] | None = None
     allow_workflow_changes: bool = False
     max_attempts: int = Field(2, ge=0, le=10)
     bot_authors: bool = False
     max_patch_bytes: int = Field(200_000, ge=1_000, le=5_000_000)
+
+    @model_validator(mode="after")
+    def _approval_by_delivery(self) -> FixConfig:
+        if self.approval is None:
+            self.approval = "required" if self.delivery == "push" else "auto"
+        return self
 
 
 class BudgetConfig(_Section):
@@ -97,10 +108,12 @@ class BudgetConfig(_Section):
     command_usd: float = Field(3.0, gt=0, le=500)
 
 
-CommandName = Literal["review", "fix", "ask", "test", "describe", "stop", "pause", "resume", "config", "help"]
+CommandName = Literal["review", "fix", "ask", "test", "describe", "stop", "pause", "resume", "config", "help",
+                      "apply", "discard"]
 DEFAULT_COMMAND_PERMISSIONS: dict[str, Permission] = {
     "review": "read", "ask": "read", "describe": "read", "help": "read", "config": "read",
-    "fix": "write", "test": "write", "stop": "write", "pause": "write", "resume": "write"}
+    "fix": "write", "test": "write", "stop": "write", "pause": "write", "resume": "write",
+    "apply": "write", "discard": "write"}
 
 
 class DescribeConfig(_Section):

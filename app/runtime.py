@@ -66,12 +66,13 @@ class Services:
             context_factory=self.job_context,
             bot_login=self.bot_login,
             on_give_up=close_abandoned_check_run,
+            retention_seconds=s.retention_days * 86400,
         )
 
 
 @contextlib.asynccontextmanager
-async def opened_store(database_url: str) -> AsyncIterator[Store]:
-    store = open_store(database_url)
+async def opened_store(database_url: str, *, pool_size: int = 10) -> AsyncIterator[Store]:
+    store = open_store(database_url, pool_size=pool_size)
     await store.open()
     try:
         yield store
@@ -85,7 +86,8 @@ async def services(settings: Settings, *, store: Store | None = None,
     """The App's services; a `store` given is the caller's to close (first-run setup opens it first)."""
     async with contextlib.AsyncExitStack() as own:
         if store is None:
-            store = await own.enter_async_context(opened_store(settings.database_url))
+            store = await own.enter_async_context(opened_store(settings.database_url,
+                                                               pool_size=settings.database_pool_size))
         async with _services(settings, store, metrics or Metrics()) as svc:
             yield svc
 
@@ -199,7 +201,7 @@ async def server_app(settings: ServerSettings, stack: contextlib.AsyncExitStack,
         app = create_app(settings, svc.store, svc.metrics, identity=svc)
         running.start(svc, app[WEBHOOKS_KEY])
         return app
-    store = await stack.enter_async_context(opened_store(settings.database_url))
+    store = await stack.enter_async_context(opened_store(settings.database_url, pool_size=settings.database_pool_size))
     metrics = Metrics()
 
     async def registered(app_settings: Settings) -> WebhookHandler:

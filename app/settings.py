@@ -18,7 +18,8 @@ HINTS = {
     "webhook_secret": "set PRMEDIC_WEBHOOK_SECRET to the secret entered in the App's webhook settings "
     "(unsigned deliveries are refused, so there is no default)",
     "github_api_url": "use https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server",
-    "database_url": "use sqlite:///path/to/prmedic.db (the embedded default)",
+    "database_url": "use sqlite:///path/to/prmedic.db (the embedded default) or "
+    "postgresql://user:password@host:5432/database (several replicas)",
     "port": "use a TCP port between 1 and 65535",
 }
 
@@ -50,6 +51,8 @@ class StoreSettings(BaseSettings):
     )
 
     database_url: str = "sqlite:///./prmedic.db"
+    # PostgreSQL only: connections each process keeps to the database at most.
+    database_pool_size: int = Field(10, ge=1, le=1000)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -59,8 +62,9 @@ class StoreSettings(BaseSettings):
         if value.startswith("sqlite:///"):
             return value
         if value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("the PostgreSQL backend is not available in this version")
-        raise ValueError(f"{value!r} is not a sqlite:/// URL")
+            return value
+        scheme = value.split("://", 1)[0] if "://" in value else value
+        raise ValueError(f"{scheme!r} is neither a sqlite:/// nor a postgresql:// URL")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -70,6 +74,11 @@ class StoreSettings(BaseSettings):
     @property
     def sqlite_path(self) -> str:
         return self.database_url.removeprefix("sqlite:///")
+
+    @property
+    def store_missing(self) -> bool:
+        """True when the SQLite file does not exist yet (a PostgreSQL database is always there to ask)."""
+        return self.database_url.startswith("sqlite:///") and not Path(self.sqlite_path).exists()
 
 
 class ServerSettings(StoreSettings):
@@ -117,6 +126,8 @@ class Settings(ServerSettings):
     max_sessions: int = Field(500, ge=1, le=10_000)
     session_max_duration_seconds: float = Field(3600.0, gt=0)
     session_token_refresh_seconds: float = Field(300.0, gt=0, lt=600)
+    # Finished jobs, their sessions and old deliveries are deleted after this many days (0: kept forever).
+    retention_days: float = Field(30.0, ge=0)
 
     @field_validator("webhook_secret")
     @classmethod

@@ -69,8 +69,12 @@ class Worker:
         context_factory: Callable[[Job], JobContext] | None = None,
         bot_login: str | None = None,
         on_give_up: GiveUp | None = None,
+        retention_seconds: float = 0.0,
+        retention_interval_seconds: float = 3600.0,
     ) -> None:
-        """`on_give_up(ctx, exc)`: called (bounded by half a lease) before a job is marked failed."""
+        """`on_give_up(ctx, exc)`: called (bounded by half a lease) before a job is marked failed.
+        `retention_seconds`: while running, prune what is older from the store every
+        `retention_interval_seconds` (0: keep everything)."""
         self.store = store
         self.pipelines = dict(pipelines)
         self.concurrency = concurrency
@@ -81,6 +85,8 @@ class Worker:
         self.context_factory = context_factory or (lambda job: JobContext(job=job, store=store))
         self.bot_login = bot_login
         self.on_give_up = on_give_up
+        self.retention_seconds = retention_seconds
+        self.retention_interval_seconds = retention_interval_seconds
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[int, asyncio.Task[None]] = {}
         self._work: dict[int, asyncio.Task[Any]] = {}  # job id → its pipeline
@@ -90,6 +96,7 @@ class Worker:
     async def run(self) -> None:
         log.info("worker %s started (concurrency %d)", self.owner, self.concurrency)
         unsubscribe = self.store.on_jobs_stopped(self._on_jobs_stopped)
+        sweeps = asyncio.create_task(self._retention_sweeps(), name="retention") if self.retention_seconds else None
         try:
             await self.reclaim_dead_leases()
             while not self._stopping.is_set():
@@ -113,7 +120,30 @@ class Worker:
                     await self._wait_for_work()
         finally:
             unsubscribe()
+            if sweeps is not None:
+                sweeps.cancel()
         log.info("worker %s stopping", self.owner)
+
+    async def _retention_sweeps(self) -> None:
+        while True:
+            try:
+                await self.sweep_retention()
+            except Exception:  # noqa: BLE001 - a bug in pruning must not end the sweeps (nor the worker)
+                log.exception("retention: the sweep failed")
+            await asyncio.sleep(self.retention_interval_seconds)
+
+    async def sweep_retention(self) -> dict[str, int]:
+        """Delete what the store no longer needs past the retention age (finished jobs, their sessions,
+        old deliveries); logged with what was deleted."""
+        try:
+            counts = await self.store.prune(self.retention_seconds)
+        except StoreUnavailable as exc:
+            log.warning("retention: cannot prune the store: %s", exc)
+            return {}
+        deleted = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+        log.log(logging.INFO if deleted else logging.DEBUG, "retention: deleted %s (older than %g days)",
+                deleted or "nothing", self.retention_seconds / 86400)
+        return counts
 
     def _start(self, job: Job) -> None:
         task = asyncio.create_task(self._run_job(job), name=f"job-{job.id}")

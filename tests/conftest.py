@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import functools
 import hashlib
 import hmac
 import itertools
 import json
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -65,6 +69,78 @@ def delivery_headers(event: str, body: bytes, *, delivery_id: str | None = None,
         "X-Hub-Signature-256": sign(body, secret),
         "User-Agent": "GitHub-Hookshot/test",
     }
+
+
+# -- PostgreSQL: a throw-away database per test run -----------------------------------------------
+
+POSTGRES_SERVER_URL = os.environ.get("PRMEDIC_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def run_in_thread(make_coroutine):
+    """Run a coroutine to completion on a loop of its own, in a thread: fixtures that are set up while a
+    test's loop runs can still talk to PostgreSQL."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make_coroutine())).result()
+
+
+def postgres_admin(*statements: str, server_url: str = POSTGRES_SERVER_URL) -> None:
+    """Run statements (CREATE/DROP DATABASE) on the server's maintenance database."""
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server_url, timeout=5)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    run_in_thread(run)
+
+
+def postgres_database_url(name: str, server_url: str = POSTGRES_SERVER_URL) -> str:
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL of an empty PostgreSQL database made for this test run (`prmedic_test_<random>`, dropped
+    at the end) on the server PRMEDIC_TEST_POSTGRES_URL names (default: the local one, user postgres).
+    Without a server the PostgreSQL tests skip, saying why, except under CI (CI=true), where they fail."""
+    import asyncpg
+
+    name = f"prmedic_test_{uuid.uuid4().hex[:12]}"
+    try:
+        postgres_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        where = urlsplit(POSTGRES_SERVER_URL)
+        reason = (f"no PostgreSQL server answers at {where.hostname}:{where.port or 5432} ({exc}); start one, or "
+                  "point PRMEDIC_TEST_POSTGRES_URL at one")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield postgres_database_url(name)
+    finally:
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def fresh_postgres_url(postgres_url) -> str:
+    """`postgres_url` with every table emptied (the schema and its version stay): one test's rows never
+    reach the next."""
+    import asyncpg
+
+    conn = await asyncpg.connect(postgres_url, timeout=5)
+    try:
+        tables = [r["tablename"] for r in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
+        if tables:
+            quoted = ", ".join(f'"{table}"' for table in tables)
+            await conn.execute(f"TRUNCATE {quoted} RESTART IDENTITY")
+    finally:
+        await conn.close()
+    return postgres_url
 
 
 @pytest.fixture

@@ -108,3 +108,8 @@ def review_script(comments: list[dict], *, summary: str = "One real bug in `tota
 def github_calls(state, since: int = 0) -> list:
     """REST calls the app made (token minting for the App's installation excluded)."""
     return [r for r in state.api_calls()[since:] if not r.path.startswith("/app/")]
+
+
+def review_sessions(sim) -> list:
+    """The simulator's sessions other than the router's (a review no plain rule routes asks it first)."""
+    return [s for s in sim.sessions.values() if s.agent["name"] != "router"]

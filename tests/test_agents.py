@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - depends on how pytest put tests/ on sy
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM_TOOLS = {"report_progress", "publish_review", "propose_fix", "read_ci_log", "reply", "write_description"}
+AGENTS = {"coordinator", "coordinator-standard", "reviewer", "reviewer-solo", "router", "tester"}
+REVIEW_TOOLS = {"report_progress", "publish_review", "reply"}
 
 
 @pytest.fixture
@@ -60,17 +62,32 @@ def problems_of(agents_dir, envs_dir) -> list[str]:
 
 def test_every_shipped_definition_loads():
     d = load_definitions()
-    assert set(d.agents) == {"coordinator", "reviewer", "tester"}
+    assert set(d.agents) == AGENTS
     assert {"default", "python", "node"} <= set(d.environments)
     assert d.warnings == ()  # every model id is one the SDK knows
 
     coordinator = d.coordinator
-    assert coordinator.name == "coordinator"
+    assert coordinator.name == "coordinator" == d.lead("deep").name
     assert coordinator.callable_agents == ("reviewer", "tester")
     assert set(coordinator.custom_tools) == CUSTOM_TOOLS
-    assert [a.name for a in d.subagents] == ["reviewer", "tester"]
-    for agent in d.subagents:
-        assert agent.custom_tools == () and agent.callable_agents == ()
+    assert [a.name for a in d.subagents] == ["reviewer", "reviewer-solo", "router", "tester"]
+    assert [a.name for a in d.callers] == ["coordinator", "coordinator-standard"]
+    for name in ("reviewer", "tester", "router"):
+        assert d.agents[name].custom_tools == () and d.agents[name].callable_agents == ()
+    # The teams: a lone reviewer on a fast model, a lead with the reviewer, the whole team on Opus.
+    assert d.teams.leads == {"light": "reviewer-solo", "standard": "coordinator-standard", "deep": "coordinator"}
+    light, standard = d.lead("light"), d.lead("standard")
+    assert light.callable_agents == () and set(light.custom_tools) == REVIEW_TOOLS
+    assert light.tools == d.agents["reviewer"].tools and light.model == "claude-sonnet-5-5"
+    assert standard.callable_agents == ("reviewer",) and set(standard.custom_tools) == REVIEW_TOOLS
+    assert standard.tools == coordinator.tools and standard.model == "claude-sonnet-5-5"
+    # extends: the inherited prompt, then the variant's own section.
+    assert light.system.startswith(d.agents["reviewer"].system) and "publish_review" in light.system[-3000:]
+    assert standard.system.startswith(coordinator.system) and "no tester" in standard.system[len(coordinator.system):]
+    router = d.router
+    assert router.name == "router" and router.model == "claude-haiku-5-5"
+    assert router.tools == {} and router.custom_tools == () and router.callable_agents == ()
+    assert "LIGHT" in router.system and "DEEP" in router.system
     # The reviewer reads; it has no tools to change the shared working tree.
     assert set(d.agents["reviewer"].tools) == {"bash", "read", "glob", "grep"}
     for agent in d.agents.values():
@@ -110,7 +127,23 @@ def test_custom_tool_schemas_come_from_the_pydantic_models():
     ("coordinator.md", "custom_tools: [report_progress,", "custom_tools: [report_progres,",
      "agents/coordinator.md: field 'custom_tools': the app has no handler for the custom tool 'report_progres'"),
     ("reviewer.md", "tools:\n", "custom_tools: [reply]\ntools:\n",
-     "agents/reviewer.md: field 'custom_tools': only the coordinator holds custom tools"),
+     "agents/reviewer.md: field 'custom_tools': only a lead holds custom tools"),
+    ("tester.md", "tools:\n", "callable_agents: [reviewer]\ntools:\n",
+     "agents/coordinator.md: field 'callable_agents': 'tester' has callable_agents itself"),
+    ("reviewer-solo.md", "extends: reviewer", "extends: reviewr",
+     "agents/reviewer-solo.md: field 'extends': no agent named 'reviewr'"),
+    ("reviewer.md", "name: reviewer\n", "name: reviewer\nextends: tester\n",
+     "agents/reviewer-solo.md: field 'extends': 'reviewer' extends another agent itself (agents/reviewer.md)"),
+    ("reviewer-solo.md", "model: claude-sonnet-5-5", "model: [claude]",
+     "agents/reviewer-solo.md: field 'model'"),
+    ("teams.yml", "light: reviewer-solo", "light: reviewer-alone",
+     "agents/teams.yml: field 'light': no agent named 'reviewer-alone'"),
+    ("teams.yml", "router: router", "router: reviewer",
+     "agents/teams.yml: field 'router': 'reviewer' must have no tools"),
+    ("teams.yml", "standard: coordinator-standard", "standard: tester",
+     "agents/teams.yml: field 'standard': 'tester' leads standard reviews but does not hold publish_review"),
+    ("teams.yml", "deep: coordinator", "deep: coordinator\nextra: x",
+     "agents/teams.yml: field 'extra': is not a known field"),
     ("reviewer.md", "description: >-", "description: [unclosed", "agents/reviewer.md: the front matter is not valid YAML"),
 ])
 def test_a_broken_agent_file_names_the_file_and_the_field(defs_copy, file, old, new, expected):
@@ -131,6 +164,26 @@ def test_broken_environment_files_and_missing_front_matter(defs_copy):
     assert any(p.startswith("agents/notes.md: no YAML front matter") for p in problems), problems
     # One message lists every problem.
     assert len(problems) == 3
+
+
+def test_teams_yml_is_required_and_an_agent_cannot_extend_itself(defs_copy):
+    agents, envs = defs_copy
+    (agents / "teams.yml").unlink()
+    edit(agents / "reviewer-solo.md", "extends: reviewer", "extends: reviewer-solo")
+    problems = problems_of(agents, envs)
+    assert any(p.startswith("agents/teams.yml: not found") for p in problems), problems
+    assert any(p.startswith("agents/reviewer-solo.md: field 'extends': an agent cannot extend itself")
+               for p in problems), problems
+
+
+def test_a_variant_inherits_every_field_and_overrides_what_it_gives(defs_copy):
+    agents, envs = defs_copy
+    edit(agents / "reviewer-solo.md", "effort: medium\n", "")
+    d = load_definitions(agents, envs)
+    solo, reviewer = d.agents["reviewer-solo"], d.agents["reviewer"]
+    assert solo.effort == reviewer.effort == "high"  # inherited once not given
+    assert solo.model != reviewer.model and solo.description != reviewer.description
+    assert solo.source == "agents/reviewer-solo.md"
 
 
 def test_no_default_environment_is_an_error(defs_copy):
@@ -221,12 +274,20 @@ async def test_sync_creates_exactly_what_is_defined(managed_agents, store):
     d = load_definitions()
     synced = await sync_definitions(managed_agents.client, store, d)
 
-    assert len(sim.agents) == 3 and len(sim.environments) == len(d.environments)
+    assert len(sim.agents) == 6 and len(sim.environments) == len(d.environments)
     agents = remote_by_name(sim)
-    assert set(agents) == {"coordinator", "reviewer", "tester"}
+    assert set(agents) == AGENTS
     reviewer, tester, coordinator = agents["reviewer"], agents["tester"], agents["coordinator"]
     assert synced.coordinator.id == coordinator["id"] and synced.coordinator.version == 1
     assert synced.session_agent() == {"type": "agent", "id": coordinator["id"], "version": 1}
+    assert {depth: ref.id for depth, ref in synced.leads.items()} == {
+        "light": agents["reviewer-solo"]["id"], "standard": agents["coordinator-standard"]["id"],
+        "deep": coordinator["id"]}
+    assert synced.lead("deep") == synced.coordinator and synced.router.id == agents["router"]["id"]
+    assert agents["router"]["tools"] == [] and agents["router"]["multiagent"] is None
+    assert agents["coordinator-standard"]["multiagent"]["subagents"]["predefined_agents"] == [
+        {"type": "agent", "id": reviewer["id"], "version": 1}]
+    assert {t["name"] for t in agents["reviewer-solo"]["tools"] if t["type"] == "custom"} == REVIEW_TOOLS
 
     multiagent = coordinator["multiagent"]
     assert multiagent["type"] == "multiagent_20261001"
@@ -289,12 +350,13 @@ async def test_editing_a_prompt_updates_the_agent_and_re_versions_the_coordinato
     second = await sync_definitions(managed_agents.client, store, load_definitions(agents_dir, envs_dir))
 
     writes = sim.write_calls(since=mark)
-    assert [(c.method, c.path) for c in writes] == [
-        ("POST", f"/v1/agents/{first.agents['reviewer'].id}"),
-        ("POST", f"/v1/agents/{first.coordinator.id}"),
-    ]
-    assert writes[0].body["version"] == 1 and writes[1].body["version"] == 1
-    assert len(sim.agents) == 3  # no new agent
+    # the reviewer and its variant (which inherits its prompt) first, then both leads that pin it
+    paths = [(c.method, c.path) for c in writes]
+    assert set(paths[:2]) == {("POST", f"/v1/agents/{first.agents[n].id}") for n in ("reviewer", "reviewer-solo")}
+    assert set(paths[2:]) == {("POST", f"/v1/agents/{first.agents[n].id}")
+                              for n in ("coordinator", "coordinator-standard")}
+    assert all(c.body["version"] == 1 for c in writes)
+    assert len(sim.agents) == 6  # no new agent
     assert second.agents["reviewer"].id == first.agents["reviewer"].id
     assert second.agents["reviewer"].version == 2
     assert second.agents["tester"] == first.agents["tester"]
@@ -305,7 +367,9 @@ async def test_editing_a_prompt_updates_the_agent_and_re_versions_the_coordinato
     assert "Your whole value" in sim.agent(first.agents["reviewer"].id)["system"]
     actions = {(r.kind, r.name): r.action for r in second.results}
     assert actions[("agent", "reviewer")] == "updated" and actions[("agent", "coordinator")] == "updated"
-    assert actions[("agent", "tester")] == "unchanged"
+    assert actions[("agent", "reviewer-solo")] == "updated" == actions[("agent", "coordinator-standard")]
+    assert actions[("agent", "tester")] == "unchanged" == actions[("agent", "router")]
+    assert second.leads["standard"].version == 2 and second.lead("light").version == 2
 
     # An environment change updates that environment in place.
     edit(envs_dir / "python.yml", "pip: [pytest, uv, tox, nox]", "pip: [pytest, uv, tox, nox, hatch]")
@@ -342,10 +406,11 @@ async def test_a_fresh_store_finds_the_existing_agents_by_metadata(managed_agent
             updated = await sync_definitions(managed_agents.client, fresher, load_definitions(agents_dir, envs_dir))
         finally:
             await fresher.close()
-        assert len(sim.agents) == 4  # ours (3) + the stranger
+        assert len(sim.agents) == 7  # ours (6) + the stranger
         assert updated.agents["tester"].id == first.agents["tester"].id
         assert updated.agents["tester"].version == 2
         assert updated.coordinator.version == 2
+        assert updated.leads["standard"] == first.leads["standard"]  # it does not call the tester
         assert len(sim.environments) == len(first.environments)
     finally:
         await fresh.close()
@@ -391,7 +456,7 @@ async def test_ensure_synced_syncs_once_per_process(managed_agents, store):
     try:
         results = await asyncio.gather(*(ensure_synced(managed_agents.client, store) for _ in range(5)))
         assert all(r == results[0] for r in results)
-        assert len(sim.agents) == 3
+        assert len(sim.agents) == 6
         mark = sim.mark()
         assert await ensure_synced(managed_agents.client, store) == results[0]
         assert sim.calls[mark:] == []
@@ -418,8 +483,9 @@ def test_hash_covers_the_whole_body_and_the_roster():
 def test_agents_check_exit_codes(capsys, defs_copy):
     assert main(["agents", "check"]) == 0
     out = capsys.readouterr().out
-    assert "coordinator: claude-" in out and "calls: reviewer, tester" in out
-    assert "ok: 3 agents and" in out
+    assert "coordinator (deep lead): claude-" in out and "calls: reviewer, tester" in out
+    assert "reviewer-solo (light lead): claude-sonnet" in out and "router (router): claude-haiku" in out
+    assert "ok: 6 agents and" in out
 
     agents_dir, envs_dir = defs_copy
     edit(agents_dir / "reviewer.md", "model: claude-opus-5-5\n", "model: 7\n")
@@ -437,11 +503,13 @@ async def test_agents_sync_cli(managed_agents, settings_env, monkeypatch, capsys
     out = capsys.readouterr().out
     assert code == 0, out
     lines = out.splitlines()
-    for name in ("coordinator", "reviewer", "tester"):
+    for name in AGENTS:
         assert any(line.split()[:3] == ["agent", name, "created"] for line in lines), out
     for name in ("default", "python", "node"):
         assert any(line.split()[:3] == ["environment", name, "created"] for line in lines), out
-    assert len(sim.agents) == 3
+    assert len(sim.agents) == 6
+    router = remote_by_name(sim)["router"]
+    assert f"router: {router['id']} version 1" in lines and any(line.startswith("light review lead: ") for line in lines)
     # The CLI used the settings' database: the store knows what was created.
     assert json.loads(await store.get_meta("agent:coordinator"))["id"] == remote_by_name(sim)["coordinator"]["id"]
 
@@ -471,7 +539,7 @@ def test_pyproject_ships_every_package_and_the_definitions():
     assert config["package-dir"] == {"app.definitions.agents": "agents",
                                      "app.definitions.environments": "environments"}
     assert {"app.definitions.agents", "app.definitions.environments"} <= listed
-    assert config["package-data"]["app.definitions.agents"] == ["*.md"]
+    assert config["package-data"]["app.definitions.agents"] == ["*.md", "teams.yml"]
     assert set(config["package-data"]["app.definitions.environments"]) >= {"*.yml"}
 
 
@@ -491,7 +559,7 @@ def test_the_wheel_ships_the_definitions(tmp_path):
         cwd=src, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     for folder, suffix in (("agents", ".md"), ("environments", ".yml")):
-        shipped = {f.name for f in (ROOT / folder).glob(f"*{suffix}")}
+        shipped = {f.name for f in (ROOT / folder).glob(f"*{suffix}")} | ({"teams.yml"} if folder == "agents" else set())
         assert shipped and shipped == {f.name for f in (lib / "app" / "definitions" / folder).iterdir()}
     assert (lib / "app" / "agents" / "definitions.py").is_file()
 
@@ -508,5 +576,5 @@ def test_the_wheel_ships_the_definitions(tmp_path):
     app_file, agents_dir, agents, envs = run.stdout.splitlines()
     assert app_file.startswith(str(lib))  # imported from the built tree, not the source checkout
     assert agents_dir == str(lib / "app" / "definitions" / "agents")
-    assert agents == "['coordinator', 'reviewer', 'tester']"
+    assert agents == str(sorted(AGENTS))
     assert "'default'" in envs and "'python'" in envs

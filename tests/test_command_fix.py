@@ -121,7 +121,7 @@ async def test_fix_with_instructions_makes_the_change_with_nothing_failing(app_s
 
 
 async def test_a_change_follows_fix_delivery_push_onto_the_prs_branch(app_stack, pr):
-    pr.set_config("fix:\n  delivery: push\n")
+    pr.set_config("fix:\n  delivery: push\n  approval: auto\n")
     head = pr.head
     patch = patch_of(pr, {"src/app.py": RENAMED})
     app_stack.sim.default_script = fix_script(propose(patch))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from command_helpers import FINDING, _outcome, comment_event, finished, reactions
-from review_helpers import REPO, review_script
+from review_helpers import REPO, review_script, review_sessions
 
 from app.pipelines.pr_state import CommandReview, clear_command_review, command_review, mark_command_review
 from app.pipelines.review.overlap import running_command_review
@@ -44,7 +44,7 @@ async def review_then_push_event(app_stack, pr, action: str) -> dict:
     try:
         data = comment_event(pr, "/review")
         await app_stack.deliver("issue_comment", data)
-        await sim.wait_until(lambda: len(sim.sessions) == 1, timeout=10)
+        await sim.wait_until(lambda: len(review_sessions(sim)) == 1, timeout=10)
         await app_stack.deliver("pull_request", pr.event(action))
         await _until_all_finished(app_stack.store, 2)
     finally:
@@ -62,7 +62,7 @@ async def test_an_automatic_review_of_the_head_a_review_command_reviews_is_left_
         pr.push({"src/util.py": "def helper(x):\n    return x * 2\n"})  # its delivery comes while /review runs
     data = await review_then_push_event(app_stack, pr, action)
 
-    assert len(sim.sessions) == 1
+    assert len(review_sessions(sim)) == 1
     assert len(state.reviews_of(REPO, pr.pr.number)) == 1
     cid, answer, comment = _outcome(app_stack, pr, data["comment"]["id"])
     command_job = await finished(app_stack, cid)
@@ -87,7 +87,7 @@ async def test_the_next_push_after_a_review_command_is_reviewed_automatically(ap
     pr.push({"src/util.py": "def helper(x):\n    return x * 3\n"})
     await app_stack.deliver("pull_request", pr.event("synchronize"))
     await app_stack.run_jobs()
-    assert len(sim.sessions) == 2
+    assert len(review_sessions(sim)) == 2
     (_, latest) = sorted(await app_stack.store.list_jobs(kind="review"), key=lambda j: j.id)
     assert latest.head_sha == pr.head and "skipped" not in latest.result
     (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]

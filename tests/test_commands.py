@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from command_helpers import (FINDING, _outcome, command, comment_event, finished, reactions,
                              review_comment_event)
-from review_helpers import REPO, review_script
+from review_helpers import REPO, review_script, review_sessions
 
 from app.store import JobKind, JobState
 
@@ -150,7 +150,7 @@ async def test_pause_then_a_push_gets_no_automatic_review_and_resume_restores_it
     await app_stack.deliver("pull_request", pr.event("synchronize"))
     await app_stack.run_jobs()
     (check,) = [c for c in state.check_runs_for(REPO, pr.head) if c.name == "prmedic review"]
-    assert check.conclusion != "skipped" and len(sim.sessions) == 2
+    assert check.conclusion != "skipped" and len(review_sessions(sim)) == 2
 
 
 async def command_during_a_running_review(app_stack, pr, body: str, pause_seconds: float) -> dict:

@@ -110,7 +110,9 @@ class Served:
         return queued.pop(0) if queued else None
 
     def sessions_of(self, pr: PullRequestRepo) -> list:
-        return [s for s in self.sim.sessions.values() if s.metadata.get("pr") == str(pr.pr.number)]
+        """The PR's review, fix and command sessions (not the router's, which a review may ask first)."""
+        return [s for s in self.sim.sessions.values() if s.metadata.get("pr") == str(pr.pr.number)
+                and s.agent["name"] != "router"]
 
     def log_size(self) -> int:
         return os.fstat(self.server.log.fileno()).st_size

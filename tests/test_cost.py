@@ -12,7 +12,7 @@ from review_helpers import REPO, PullRequestRepo, review_script
 
 from app.cli import main
 from app.sessions.cost import RUNTIME_USD_PER_HOUR, ModelUsage, price_for, session_cost
-from app.sessions.stats import job_stats, parse_since, percentile
+from app.sessions.stats import format_stats, job_stats, parse_since, percentile
 from app.store import Delivery, Job, JobKind, JobState, NewJob, open_store
 
 OPUS, SONNET = "claude-opus-5-5", "claude-sonnet-5-5"
@@ -57,6 +57,7 @@ def test_the_platforms_list_cost_of_the_tokens_wins_over_the_table():
 async def test_a_reviews_cost_adds_up_from_the_simulators_usage_and_running_time(app_stack, git_repo):
     state, sim = app_stack.state, app_stack.agents.sim
     pr = PullRequestRepo(state, git_repo)
+    pr.set_config("review:\n  depth: deep\n")  # the deep team: models of two families
     sim.default_script = review_script([{"path": "src/app.py", "line": 41, "severity": "major", "body": "Off by one."}])
     await app_stack.deliver("pull_request", pr.event("opened"))
     await app_stack.run_jobs()
@@ -64,6 +65,7 @@ async def test_a_reviews_cost_adds_up_from_the_simulators_usage_and_running_time
     (job,) = await app_stack.store.list_jobs(kind="review")
     assert job.state is JobState.done, job.last_error
     (session,) = sim.sessions.values()
+    assert session.agent["name"] == "coordinator"
     cost = job.result["cost"]
     # tokens by the model of each thread: the coordinator and reviewer on Opus, the tester on Sonnet
     by_model: dict[str, dict[str, int]] = {}
@@ -94,7 +96,7 @@ async def test_a_reviews_cost_adds_up_from_the_simulators_usage_and_running_time
     metrics = await (await app_stack.deliver.client.get("/metrics")).text()
     counted = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.splitlines()
                if line.startswith(("prmedic_cost_usd_total", "prmedic_tokens_total"))}
-    assert counted['prmedic_cost_usd_total{kind="review"}'] == pytest.approx(cost["total_usd"])
+    assert counted['prmedic_cost_usd_total{kind="review",route="deep"}'] == pytest.approx(cost["total_usd"])
     for model, tokens in cost["models"].items():
         assert counted[f'prmedic_tokens_total{{model="{model}",type="input"}}'] == tokens["input"]
         assert counted[f'prmedic_tokens_total{{model="{model}",type="output"}}'] == tokens["output"]
@@ -123,6 +125,17 @@ def test_stats_give_jobs_cost_per_job_and_per_repository_of_the_period():
     assert stats["cost_by_repo_usd"] == {"o/b": {"jobs": 3, "cost_usd": 13.0}, "o/a": {"jobs": 2, "cost_usd": 3.0}}
     assert list(stats["cost_by_repo_usd"]) == ["o/b", "o/a"]  # the dearest first
     assert job_stats(jobs, repo="o/a")["jobs"] == 3
+    assert stats["cost_by_route_usd"] == {}  # none of these results says how it was routed
+    # reviews by route: the depth from the result, or from a `/review` command's review
+    routed = [_job(10, "o/a", 0.2), _job(11, "o/a", 0.4), _job(12, "o/a", 3.0), _job(13, "o/a", None),
+              _job(14, "o/a", 1.0, kind=JobKind.command)]
+    for job, depth in zip(routed[:4], ("light", "light", "deep", "deep")):
+        job.result = {**(job.result or {}), "route": {"depth": depth}}
+    routed[4].result["review"] = {"route": {"depth": "standard"}}
+    assert job_stats(routed)["cost_by_route_usd"] == {
+        "deep": {"jobs": 2, "median": 3.0, "p90": 3.0}, "light": {"jobs": 2, "median": 0.3, "p90": 0.4},
+        "standard": {"jobs": 1, "median": 1.0, "p90": 1.0}}
+    assert "  light          2 jobs  median $0.30, p90 $0.40" in format_stats(job_stats(routed))
     # a result from before the breakdown still counts by its platform list cost
     old = _job(8, "o/c", None)
     old.result = {"list_cost_usd": 0.7}

@@ -7,7 +7,7 @@ by its content, a new one when the extension changes; an invalid one is reported
 from __future__ import annotations
 
 import pytest
-from review_helpers import REPO, PullRequestRepo, review_script
+from review_helpers import REPO, PullRequestRepo, review_script, review_sessions
 
 from app.agents.derived import (
     DERIVED_PREFIX,
@@ -200,7 +200,7 @@ async def test_a_repository_with_an_extended_environment_gets_one_derived_enviro
     mark = sim.mark()
     await app_stack.deliver("pull_request", pr.event("synchronize"))
     await app_stack.run_jobs()
-    assert len(sim.sessions) == 2 and sim.session().environment_id == env["id"]
+    assert len(review_sessions(sim)) == 2 and sim.session().environment_id == env["id"]
     assert environment_creates(sim, mark) == 0
 
     # a changed extension: a new derived environment, the old one left for whoever still uses it
@@ -212,7 +212,7 @@ async def test_a_repository_with_an_extended_environment_gets_one_derived_enviro
     assert environment_creates(sim, mark) == 1
     new = next(e for e in derived_environments(sim) if e["id"] != env["id"])
     assert "graphviz" in new["config"]["packages"]["apt"] and new["name"] != env["name"]
-    assert len(sim.sessions) == 3 and sim.session().environment_id == new["id"]
+    assert len(review_sessions(sim)) == 3 and sim.session().environment_id == new["id"]
 
 
 async def test_an_invalid_extension_runs_in_the_base_environment_and_is_reported_on_the_check_run(

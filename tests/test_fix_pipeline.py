@@ -212,8 +212,8 @@ async def test_forbidden_paths_are_refused_and_nothing_is_written(app_stack, git
     assert job.state is JobState.done and "fix_url" not in job.result
 
 
-async def test_push_delivery_fast_forwards_the_pr_branch(app_stack, git_repo, deliver):
-    project = Project(app_stack, git_repo, config="fix:\n  delivery: push\n")
+async def test_push_delivery_without_approval_fast_forwards_the_pr_branch(app_stack, git_repo, deliver):
+    project = Project(app_stack, git_repo, config="fix:\n  delivery: push\n  approval: auto\n")
     project.failing_job(4245)
     patch = project.patch({"src/calc.py": GOOD})
     app_stack.sim.default_script = fix_script(propose(patch))

@@ -431,6 +431,7 @@ async def test_an_agent_archived_by_hand_is_replaced_and_the_review_still_runs(a
 
     state, sim, client = app_stack.state, app_stack.agents.sim, app_stack.agents.client
     pr = PullRequestRepo(state, git_repo)
+    pr.set_config("review:\n  depth: deep\n")  # both reviews by the coordinator's team, no router
     sim.default_script = review_script(COMMENTS[:1])
     await app_stack.deliver("pull_request", pr.event("opened"))
     await app_stack.run_jobs()
@@ -438,6 +439,7 @@ async def test_an_agent_archived_by_hand_is_replaced_and_the_review_still_runs(a
     await client.beta.agents.archive(coordinator)  # someone tidies up the Console; this process does not know
 
     pr.push({"src/util.py": "def helper(x):\n    return x * 2\n"})
+    pr.set_config("review:\n  depth: deep\n")  # a push re-imports the git repository: configure again
     sim.default_script = review_script([], summary="Second pass.")
     await app_stack.deliver("pull_request", pr.event("synchronize"))
     await app_stack.run_jobs()

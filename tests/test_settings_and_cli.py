@@ -76,9 +76,12 @@ def test_unreadable_key_file_is_reported(settings_env, monkeypatch, tmp_path):
     assert "cannot read" in str(error.value) and "missing.pem" in str(error.value)
 
 
-def test_postgres_is_refused_clearly_until_its_backend_exists(settings_env, monkeypatch):
-    monkeypatch.setenv("PRMEDIC_DATABASE_URL", "postgresql://localhost/prmedic")
-    with pytest.raises(SettingsError, match="PostgreSQL backend is not available"):
+def test_postgres_urls_are_accepted_and_other_databases_refused_clearly(settings_env, monkeypatch):
+    for url in ("postgresql://prmedic:pw@db:5432/prmedic", "postgres://localhost/prmedic", "postgresql:///prmedic"):
+        monkeypatch.setenv("PRMEDIC_DATABASE_URL", url)
+        assert load_settings().database_url == url and not load_settings().store_missing
+    monkeypatch.setenv("PRMEDIC_DATABASE_URL", "mysql://localhost/prmedic")
+    with pytest.raises(SettingsError, match="'mysql' is neither a sqlite:/// nor a postgresql:// URL"):
         load_settings()
 
 

@@ -27,15 +27,22 @@ from app.store import (
     open_store,
 )
 
-# backend name → database URL of a fresh, empty database under the test's tmp_path
-BACKENDS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite:///{tmp / 'contract.db'}",
+# backend name → database URL of a fresh, empty database: SQLite under the test's tmp_path, PostgreSQL
+# the test run's database (tests/conftest.py) with its tables emptied
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda request, tmp: f"sqlite:///{tmp / 'contract.db'}",
+    "postgresql": lambda request, tmp: request.getfixturevalue("fresh_postgres_url"),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-async def store(request, tmp_path):
-    store = open_store(BACKENDS[request.param](tmp_path))
+def database_url(request, tmp_path) -> str:
+    return BACKENDS[request.param](request, tmp_path)
+
+
+@pytest.fixture
+async def store(database_url):
+    store = open_store(database_url)
     await store.open()
     yield store
     await store.close()
@@ -317,5 +324,95 @@ async def test_fix_proposals_are_found_and_resolved_once(store):
     assert await store.fix_outcome_counts() == {"succeeded": 1}
 
 
+async def test_a_fix_awaiting_approval_is_found_by_pull_request_and_decided_once(store):
+    def fix(pr_number: int, outcome: str) -> FixProposal:
+        return FixProposal(repo="octo/repo", pr_number=pr_number, root_sha="r" * 40, base_sha="b" * 40,
+                           delivery=outcome, outcome=outcome, job_id=1)
+
+    waiting = await store.record_fix_proposal(fix(7, "awaiting_approval"))
+    await store.record_fix_proposal(fix(7, "pending"))
+    other_pr = await store.record_fix_proposal(fix(8, "awaiting_approval"))
+    assert (await store.find_fix_proposal("octo/repo", pr_number=7, outcome="awaiting_approval")).id == waiting.id
+    assert (await store.find_fix_proposal("Octo/Repo")).id == other_pr.id  # neither sha nor branch: the newest
+    assert await store.find_fix_proposal("octo/repo", pr_number=9) is None
+    assert await store.decide_fix_proposal(waiting.id, "pending", delivery="push", url="https://example.test/c/1")
+    assert not await store.decide_fix_proposal(waiting.id, "declined")
+    decided = await store.get_fix_proposal(waiting.id)
+    assert (decided.outcome, decided.delivery, decided.url, decided.resolved_at) == (
+        "pending", "push", "https://example.test/c/1", None)
+    assert await store.get_fix_proposal(999) is None
+
+
 async def test_ping_answers_while_open(store):
     await store.ping()
+
+
+# -- one-time work, retention, versions ----------------------------------------------------------------
+async def test_a_named_lock_has_one_holder_at_a_time_and_other_names_are_free(store):
+    events: list[str] = []
+
+    async def hold(who: str) -> None:
+        async with store.exclusive("agents-sync"):
+            events.append(f"{who} in")
+            for _ in range(5):
+                await asyncio.sleep(0)
+            events.append(f"{who} out")
+
+    await asyncio.wait_for(asyncio.gather(hold("a"), hold("b"), hold("c")), 30)
+    assert [e.split()[1] for e in events] == ["in", "out"] * 3
+    assert all(events[i].split()[0] == events[i + 1].split()[0] for i in range(0, 6, 2))
+    async with store.exclusive("agents-sync"), store.exclusive("another-name"):  # would hang if names shared a lock
+        pass
+
+
+async def test_an_error_inside_the_named_lock_is_the_callers_and_frees_the_lock(store):
+    with pytest.raises(OSError, match="Anthropic unreachable"):
+        async with store.exclusive("agents-sync"):
+            raise OSError("Anthropic unreachable")
+    async with asyncio.timeout(30), store.exclusive("agents-sync"):
+        pass
+
+
+async def test_prune_deletes_finished_jobs_and_what_only_they_needed(store):
+    done, queued, running = await record(store, job(number=1), job(number=2), job(number=3))
+    [old_delivery_job] = await record(store, job(number=4))
+    await store.claim_jobs("w1", 1, 60)  # done
+    assert await store.finish_job(done, "w1", JobState.done)
+    await store.claim_jobs("w1", 1, 60)  # queued → running, then cancelled: finished
+    assert await store.request_cancel(queued)
+    [claimed] = await store.claim_jobs("w1", 1, 60)
+    assert claimed.id == running
+    assert await store.request_cancel(old_delivery_job)
+    [kept] = await record(store, job(number=5))
+    await store.record_session(done, "sesn_done")
+    await store.claim_tool_call("sesn_done", "evt_done", "publish_review")
+    await store.record_session(running, "sesn_running")
+    await store.claim_tool_call("sesn_running", "evt_running", "report_progress")
+    await store.claim_fix_attempt("octo/repo", 1, "r" * 40, done, 3)
+    for key in (f"check_run:job:{done}", f"stopped_by:job:{queued}", f"check_run:job:{running}",
+                f"check_run:job:{kept}", "paused:octo/repo#1", "agent:reviewer"):
+        await store.set_meta(key, "x")
+
+    assert set((await store.prune(3600)).values()) == {0}  # nothing is an hour old yet
+    counts = await store.prune(0)
+
+    assert counts == {"jobs": 3, "agent_sessions": 1, "tool_calls": 1, "fix_attempts": 1, "meta": 2,
+                      "deliveries": 1}  # the one whose only job was cancelled
+    assert [j.id for j in await store.list_jobs()] == [kept, running]
+    assert (await store.get_tool_call("evt_done"), (await store.get_tool_call("evt_running")).name) == (
+        None, "report_progress")
+    assert await store.list_sessions(done) == [] and len(await store.list_sessions(running)) == 1
+    assert await store.get_meta(f"check_run:job:{done}") is None
+    assert await store.get_meta(f"stopped_by:job:{queued}") is None
+    for key in (f"check_run:job:{running}", f"check_run:job:{kept}", "paused:octo/repo#1", "agent:reviewer"):
+        assert await store.get_meta(key) == "x"
+    assert await store.claim_fix_attempt("octo/repo", 1, "r" * 40, 99, 1) == (True, 1)
+    # the deliveries of the unfinished jobs stay: a copy of one is still a duplicate
+    kept_delivery = (await store.get_job(kept)).delivery_id
+    assert (await store.record_delivery(delivery(kept_delivery), [job()])).duplicate
+
+
+async def test_the_store_describes_its_backend_and_schema_version(store):
+    described = store.describe()
+    assert described["backend"] in BACKENDS and described["schema_version"] >= 1
+    assert "password" not in str(described)

@@ -122,6 +122,7 @@ async def test_a_tool_of_another_kind_of_job_is_refused_with_what_to_do_instead(
 async def test_a_review_session_answers_every_offered_tool_and_reply_keeps_one_comment(app_stack, git_repo):
     state, sim = app_stack.state, app_stack.sim
     pr = PullRequestRepo(state, git_repo)
+    pr.set_config("review:\n  depth: deep\n")  # the coordinator: the lead offered every tool
     range_across_sides = {"path": "src/app.py", "start_line": 10, "start_side": "LEFT", "line": 10, "side": "RIGHT",
                           "severity": "blocker", "body": "Dividing by `len(items)` fails for an empty list.",
                           "position": 3, "commit_id": pr.head}

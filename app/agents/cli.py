@@ -61,12 +61,28 @@ def _load(args: argparse.Namespace):
         return None
 
 
+def roles(definitions) -> dict[str, list[str]]:
+    """What each agent is for in the teams (`agents/teams.yml`): `light lead`, `router`, …"""
+    found: dict[str, list[str]] = {}
+    teams = definitions.teams
+    if teams is not None:
+        for depth, name in teams.leads.items():
+            found.setdefault(name, []).append(f"{depth} lead")
+        found.setdefault(teams.router, []).append("router")
+    for agent in definitions.agents.values():
+        for callee in agent.callable_agents:
+            found.setdefault(callee, []).append(f"called by {agent.name}")
+    return found
+
+
 def describe(definitions) -> list[str]:
     lines = [f"agents ({definitions.agents_dir}):"]
-    for agent in [definitions.coordinator, *definitions.subagents]:
+    role = roles(definitions)
+    for agent in [*definitions.callers, *definitions.subagents]:
         model = agent.model + (f" ({agent.effort} effort)" if agent.effort else "")
         tools = ", ".join(f"{n} [{s.permission_policy}]" for n, s in agent.tools.items()) or "none"
-        lines.append(f"  {agent.name}: {model}; {len(agent.system):,}-character prompt")
+        what = f" ({', '.join(role[agent.name])})" if role.get(agent.name) else ""
+        lines.append(f"  {agent.name}{what}: {model}; {len(agent.system):,}-character prompt")
         lines.append(f"    built-in tools: {tools}")
         if agent.custom_tools:
             lines.append(f"    custom tools: {', '.join(agent.custom_tools)}")
@@ -127,7 +143,10 @@ def cmd_agents_sync(args: argparse.Namespace) -> int:
         return 1
     for result in results.results:
         print(result.line())
-    print(f"coordinator: {results.coordinator.id} version {results.coordinator.version}")
+    for depth, ref in (results.leads or {"deep": results.coordinator}).items():
+        print(f"{depth} review lead: {ref.id} version {ref.version}")
+    if results.router is not None:
+        print(f"router: {results.router.id} version {results.router.version}")
     return 0
 
 

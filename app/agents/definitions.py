@@ -11,10 +11,16 @@ An agent file is Markdown with YAML front matter, the shape of a Claude Code sub
       read: always_allow              # permission policy: always_allow | always_ask | auto
       bash: always_allow
       web_fetch: {permission_policy: auto, allowed_domains: [docs.python.org]}
-    callable_agents: [reviewer, tester]   # coordinator only
-    custom_tools: [report_progress, publish_review, propose_fix, read_ci_log, reply]  # coordinator only
+    callable_agents: [reviewer, tester]   # a lead only
+    custom_tools: [report_progress, publish_review, propose_fix, read_ci_log, reply]  # a lead only
     ---
     The system prompt.
+
+`extends: reviewer` makes a variant of another agent file: every field and the system prompt are
+inherited, the fields given replace the inherited ones (whole: `tools` is not merged), and the
+body, if any, is appended to the inherited prompt as a section of its own. One level only: the
+agent extended cannot extend another. `agents/teams.yml` names the lead of each review depth and
+the router (`app/agents/teams.py`).
 
 An environment file is YAML: `name` (= file name), `description`, `packages` per manager
 (apt, cargo, gem, go, npm, pip) and `networking` (limited to package managers by default).
@@ -26,7 +32,6 @@ the field, e.g. ``agents/reviewer.md: field 'model': Field required``.
 
 from __future__ import annotations
 
-import re
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -35,9 +40,10 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.agents.files import describe_errors, extended, load_teams, load_yaml, split_agent
+from app.agents.teams import Teams, role_problems, team_problems
 from app.tools.catalog import unhandled
 from app.tools.schemas import CUSTOM_TOOLS
 
@@ -48,7 +54,6 @@ PACKAGE_MANAGERS = ("apt", "cargo", "gem", "go", "npm", "pip")
 MAX_SYSTEM_CHARS = 100_000
 MAX_EXTRA_INSTRUCTIONS_CHARS = 20_000
 DEFAULT_ENVIRONMENT = "default"
-
 
 
 class DefinitionError(Exception):
@@ -186,6 +191,7 @@ class AgentDefinition:
 
     @property
     def is_coordinator(self) -> bool:
+        """It calls other agents (a lead with a roster, synced after the agents it calls)."""
         return bool(self.callable_agents)
 
     def model_param(self) -> str | dict[str, Any]:
@@ -242,15 +248,32 @@ class Definitions:
     agents_dir: str = "agents"
     environments_dir: str = "environments"
     warnings: tuple[str, ...] = ()
+    teams: Teams | None = None  # agents/teams.yml; None only for definitions built by hand
 
     @property
     def coordinator(self) -> AgentDefinition:
+        """The deep team's lead: it runs deep reviews, every fix and every command."""
+        if self.teams is not None:
+            return self.agents[self.teams.deep]
         return next(a for a in self.agents.values() if a.is_coordinator)
+
+    def lead(self, depth: str) -> AgentDefinition:
+        """The agent that leads a review of `depth` (`light`, `standard`, `deep`)."""
+        return self.agents[self.teams.lead(depth)] if self.teams is not None else self.coordinator
+
+    @property
+    def router(self) -> AgentDefinition | None:
+        return self.agents[self.teams.router] if self.teams is not None else None
 
     @property
     def subagents(self) -> list[AgentDefinition]:
-        """Every agent except the coordinator, in name order (synced before it)."""
+        """Every agent that calls no other, in name order (synced first: the others pin them)."""
         return [self.agents[n] for n in sorted(self.agents) if not self.agents[n].is_coordinator]
+
+    @property
+    def callers(self) -> list[AgentDefinition]:
+        """Every agent with callable agents (a lead with a roster), in name order."""
+        return [self.agents[n] for n in sorted(self.agents) if self.agents[n].is_coordinator]
 
 
 def custom_tool_param(name: str) -> dict[str, Any]:
@@ -280,48 +303,24 @@ def default_dirs() -> tuple[Traversable, Traversable]:
     return root / "agents", root / "environments"
 
 
-def _describe(source: str, exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        message = err.get("msg", "is invalid").removeprefix("Value error, ")
-        if err.get("type") == "missing":
-            message = "is required but missing"
-        elif err.get("type") == "extra_forbidden":
-            message = "is not a known field (check the spelling)"
-        problems.append(f"{source}: field '{loc}': {message}" if loc else f"{source}: {message}")
-    return problems
-
-
-def _load_yaml(source: str, text: str, what: str) -> tuple[Any, list[str]]:
-    try:
-        return yaml.safe_load(text), []
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        return None, [f"{source}: {what} is not valid YAML{where}: {problem}"]
-
-
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?\n?(.*)\Z", re.S | re.M)
-
-
-def parse_agent(source: str, text: str, stem: str) -> tuple[AgentDefinition | None, list[str]]:
-    match = _FRONT_MATTER.match(text.lstrip("\ufeff"))
-    if match is None:
-        return None, [f"{source}: no YAML front matter (the file must start with a '---' line, and the front matter "
-                      f"end with another)"]
-    data, problems = _load_yaml(source, match.group(1), "the front matter")
+def parse_agent(source: str, text: str, stem: str,
+                files: dict[str, tuple[str, dict[str, Any], str]] | None = None) -> tuple[AgentDefinition | None, list[str]]:
+    """One agent file, validated; `files` (every agent file by stem) resolves `extends`."""
+    data, system, problems = split_agent(source, text)
+    if data is None:
+        return None, problems
+    data, system, problems = extended(source, data, system, files or {})
     if problems:
         return None, problems
-    if not isinstance(data, dict):
-        return None, [f"{source}: the front matter must be a YAML mapping of fields"]
+    return build_agent(source, data, system, stem)
+
+
+def build_agent(source: str, data: dict[str, Any], system: str, stem: str) -> tuple[AgentDefinition | None, list[str]]:
     try:
         front = AgentFrontMatter.model_validate(data)
     except ValidationError as exc:
-        return None, _describe(source, exc)
-    system = match.group(2).strip()
-    problems += custom_tool_problems(source, front.custom_tools)
+        return None, describe_errors(source, exc)
+    problems = custom_tool_problems(source, front.custom_tools)
     if front.name != stem:
         problems.append(f"{source}: field 'name': {front.name!r} must match the file name ({stem!r})")
     if not system:
@@ -338,7 +337,7 @@ def parse_agent(source: str, text: str, stem: str) -> tuple[AgentDefinition | No
 
 
 def parse_environment(source: str, text: str, stem: str) -> tuple[EnvironmentDefinition | None, list[str]]:
-    data, problems = _load_yaml(source, text, "the file")
+    data, problems = load_yaml(source, text, "the file")
     if problems:
         return None, problems
     if not isinstance(data, dict):
@@ -346,7 +345,7 @@ def parse_environment(source: str, text: str, stem: str) -> tuple[EnvironmentDef
     try:
         env = EnvironmentFile.model_validate(data)
     except ValidationError as exc:
-        return None, _describe(source, exc)
+        return None, describe_errors(source, exc)
     if env.name != stem:
         return None, [f"{source}: field 'name': {env.name!r} must match the file name ({stem!r})"]
     return EnvironmentDefinition(name=env.name, description=env.description, packages=env.packages,
@@ -362,30 +361,6 @@ def _files(folder: Traversable, suffixes: Iterable[str]) -> list[Traversable]:
 
 def _stem(name: str) -> str:
     return name.rsplit(".", 1)[0]
-
-
-def _check_team(agents: dict[str, AgentDefinition], agents_label: str) -> list[str]:
-    problems = []
-    coordinators = [a for a in agents.values() if a.is_coordinator]
-    if not coordinators:
-        problems.append(f"{agents_label}/: no coordinator (an agent with 'callable_agents')")
-    elif len(coordinators) > 1:
-        names = ", ".join(a.source for a in coordinators)
-        problems.append(f"{agents_label}/: more than one agent has 'callable_agents' ({names}); only the coordinator may")
-    for agent in agents.values():
-        if agent.custom_tools and not agent.is_coordinator:
-            problems.append(f"{agent.source}: field 'custom_tools': only the coordinator holds custom tools")
-        for callee in agent.callable_agents:
-            target = agents.get(callee)
-            if callee == agent.name:
-                problems.append(f"{agent.source}: field 'callable_agents': an agent cannot call itself")
-            elif target is None:
-                known = ", ".join(sorted(agents)) or "none"
-                problems.append(f"{agent.source}: field 'callable_agents': no agent named {callee!r} (defined: {known})")
-            elif target.is_coordinator:
-                problems.append(f"{agent.source}: field 'callable_agents': {callee!r} has callable_agents itself "
-                                f"(the API allows one level of sub-agents)")
-    return problems
 
 
 def _known_models() -> set[str]:
@@ -412,12 +387,22 @@ def load_definitions(agents_dir: str | Path | Traversable | None = None,
     if not e_dir.is_dir():
         problems.append(f"{e_label}/: folder not found ({e_dir})")
 
-    agents: dict[str, AgentDefinition] = {}
+    raw: dict[str, tuple[str, dict[str, Any], str]] = {}
     for f in _files(a_dir, (".md",)):
-        definition, errs = parse_agent(f"{a_label}/{f.name}", f.read_text(encoding="utf-8"), _stem(f.name))
+        source = f"{a_label}/{f.name}"
+        data, body, errs = split_agent(source, f.read_text(encoding="utf-8"))
         problems += errs
+        if data is not None:
+            raw[_stem(f.name)] = (source, data, body)
+    agents: dict[str, AgentDefinition] = {}
+    for stem, (source, data, body) in raw.items():
+        data, body, errs = extended(source, data, body, raw)
+        definition, more = (None, []) if errs else build_agent(source, data, body, stem)
+        problems += errs + more
         if definition is not None:
             agents[definition.name] = definition
+    teams, errs = load_teams(a_dir, a_label)
+    problems += errs
     environments: dict[str, EnvironmentDefinition] = {}
     for f in _files(e_dir, (".yml", ".yaml")):
         definition, errs = parse_environment(f"{e_label}/{f.name}", f.read_text(encoding="utf-8"), _stem(f.name))
@@ -430,7 +415,8 @@ def load_definitions(agents_dir: str | Path | Traversable | None = None,
     if a_dir.is_dir() and not agents and not problems:
         problems.append(f"{a_label}/: no agent files (*.md)")
     if agents and not any(p.startswith(f"{a_label}/") for p in problems):
-        problems += _check_team(agents, a_label)
+        problems += role_problems(agents, teams, a_label)
+        problems += team_problems(teams, agents) if teams is not None else []
     if e_dir.is_dir() and DEFAULT_ENVIRONMENT not in environments and not any(
             p.startswith(f"{e_label}/") for p in problems):
         problems.append(f"{e_label}/: no '{DEFAULT_ENVIRONMENT}.yml' (used when nothing else fits)")
@@ -442,4 +428,5 @@ def load_definitions(agents_dir: str | Path | Traversable | None = None,
         f"{a.source}: field 'model': {a.model!r} is not a model id this SDK knows (any string is accepted; check "
         f"the spelling)" for a in agents.values() if known and a.model not in known)
     return Definitions(agents=agents, environments=environments, agents_dir=str(a_dir), environments_dir=str(e_dir),
-                       warnings=warnings)
+                       warnings=warnings, teams=teams)
+

@@ -78,7 +78,7 @@ async def ensure_derived(client: anthropic.AsyncAnthropic, store: Store, definit
     if not verify and (known := _cache.get(key)) is not None:
         return known
     lock = _locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    async with lock:
+    async with lock, store.exclusive(f"environment:{definition.name}"):
         if not verify and (known := _cache.get(key)) is not None:
             return known
         result = await _Sync(client, store, verify=verify).environment(definition)

@@ -12,10 +12,11 @@ object's `metadata` (`prmedic_name`, `prmedic_hash`) and in the store (`agent:<n
   matched by `metadata.prmedic_name`; a match is adopted (and updated if its hash differs); only
   when there is none is a new one created.
 
-Sub-agents are synced first. The coordinator's body pins them by id and version in a
+Every agent is synced. Agents that call no other (sub-agents, a lead that works alone, the router)
+go first; then each lead with callable agents, whose body pins them by id and version in a
 `multiagent_20261001` roster (predefined agents only; inline agents, workflows and the advisor
-disabled), so a change to the reviewer's prompt changes the coordinator's hash too and re-versions
-it: a session that names the coordinator's version runs exactly one snapshot of the whole team.
+disabled), so a change to the reviewer's prompt changes its leads' hashes too and re-versions
+them: a session that names a lead's version runs exactly one snapshot of the whole team.
 """
 
 from __future__ import annotations
@@ -69,19 +70,25 @@ class SyncResult:
 
     def line(self) -> str:
         version = f" v{self.version}" if self.version is not None else ""
-        return f"{self.kind:<12} {self.name:<12} {self.action:<10} {self.id}{version}"
+        return f"{self.kind:<12} {self.name:<20} {self.action:<10} {self.id}{version}"
 
 
 @dataclass(frozen=True)
 class SyncedAgents:
-    coordinator: AgentRef
-    agents: dict[str, AgentRef]  # every agent by name, the coordinator included
+    coordinator: AgentRef  # the deep team's lead: deep reviews, fixes and commands
+    agents: dict[str, AgentRef]  # every agent by name, the leads and the router included
     environments: dict[str, str]  # environment id by name
     results: tuple[SyncResult, ...] = field(default=(), compare=False)
+    leads: dict[str, AgentRef] = field(default_factory=dict)  # the lead of each review depth
+    router: AgentRef | None = None
 
     def session_agent(self) -> dict[str, Any]:
         """The `agent` argument of `sessions.create`: the coordinator, pinned to its version."""
         return self.coordinator.param()
+
+    def lead(self, depth: str) -> AgentRef:
+        """The lead of a review of `depth`; the coordinator for any other job."""
+        return self.leads.get(depth, self.coordinator)
 
     def environment_id(self, name: str) -> str:
         """The id of environment `name`, or of `default` when there is no such environment."""
@@ -98,7 +105,8 @@ def agent_body(definition: AgentDefinition, roster: Mapping[str, AgentRef] | Non
         "description": definition.description,
         "model": definition.model_param(),
         "system": definition.system,
-        "tools": [definition.toolset_param(), *definition.custom_tool_params()],
+        # An agent without built-in tools (the router) gets no toolset at all.
+        "tools": [*([definition.toolset_param()] if definition.tools else []), *definition.custom_tool_params()],
         "mcp_servers": [],
         "skills": [],
         "multiagent": None,
@@ -354,14 +362,16 @@ async def sync_definitions(client: anthropic.AsyncAnthropic, store: Store,
     env_results = await asyncio.gather(*(sync.environment(e) for _, e in sorted(definitions.environments.items())))
     sub_results = await asyncio.gather(*(sync.agent(a, {}) for a in definitions.subagents))
     roster = {r.name: AgentRef(r.id, r.version or 1) for r in sub_results}
-    coordinator = definitions.coordinator
-    coord_result = await sync.agent(coordinator, roster)
-    coord_ref = AgentRef(coord_result.id, coord_result.version or 1)
+    lead_results = await asyncio.gather(*(sync.agent(a, roster) for a in definitions.callers))
+    refs = {**roster, **{r.name: AgentRef(r.id, r.version or 1) for r in lead_results}}
+    teams, router = definitions.teams, definitions.router
     return SyncedAgents(
-        coordinator=coord_ref,
-        agents={**roster, coordinator.name: coord_ref},
+        coordinator=refs[definitions.coordinator.name],
+        agents=refs,
         environments={r.name: r.id for r in env_results},
-        results=(*sub_results, coord_result, *env_results),
+        results=(*sub_results, *lead_results, *env_results),
+        leads={depth: refs[name] for depth, name in teams.leads.items()} if teams is not None else {},
+        router=refs[router.name] if router is not None else None,
     )
 
 
@@ -402,7 +412,9 @@ async def ensure_synced(client: anthropic.AsyncAnthropic, store: Store,
         return cached
     loop = asyncio.get_running_loop()
     lock = _locks.setdefault(loop, asyncio.Lock())
-    async with lock:
+    # The store's lock makes replicas starting together sync one after the other: the second finds
+    # in the store what the first created and adopts it, instead of creating a duplicate.
+    async with lock, store.exclusive("agents-sync"):
         cached = _cache.get(key)
         if cached is None or verify:
             cached = await sync_definitions(client, store, definitions, verify=verify)

@@ -69,8 +69,24 @@ class FixRequest(BaseModel):
                    follow_up=bool(p.get("follow_up")))
 
 
-# The fix pipeline's entry for an explicit request (`app.pipelines.fix.pipeline.run_fix`).
-FixRunner = Callable[["JobContext", FixRequest], Awaitable[dict[str, Any]]]
+Decision = Literal["apply", "open_pr", "discard"]
+
+
+class FixDecision(BaseModel):
+    """A person's decision on a fix waiting for approval (`fix.approval`): `/apply` (`apply`),
+    `/apply pr` (`open_pr`), `/discard`, or the same from a button on the fix's check run. Whoever
+    decides has passed the command's permission check."""
+
+    repo: str
+    pr_number: int
+    decision: Decision
+    decided_by: str
+    proposal_id: int | None = None  # the fix a button names; None: the PR's newest fix awaiting approval
+    check_run_id: int | None = None  # the check run whose button was clicked
+
+
+# The fix pipeline's entry for an explicit request or decision (`app.pipelines.fix.pipeline.run_fix`).
+FixRunner = Callable[["JobContext", "FixRequest | FixDecision"], Awaitable[dict[str, Any]]]
 
 
 def nothing_failing(head_sha: str) -> str:

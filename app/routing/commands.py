@@ -20,7 +20,8 @@ from app.store.models import JobKind, NewJob
 
 router = routing.Router()
 
-COMMANDS = ("review", "fix", "ask", "test", "describe", "stop", "pause", "resume", "config", "help")
+COMMANDS = ("review", "fix", "ask", "test", "describe", "stop", "pause", "resume", "config", "help", "apply",
+            "discard")
 # `/word` alone as the first token: `/usr/bin/env`, `/path.py` or `/20%` are not commands.
 _COMMAND_LINE = re.compile(r"^\s*/(?P<name>[A-Za-z][A-Za-z0-9_-]{0,39})(?=\s|$)(?P<args>.*)$")
 _INLINE_CODE = re.compile(r"`+[^`]*`+")

@@ -102,6 +102,10 @@ class CheckRun(_Struct):
     pull_requests: list[PullRequestRef] | None = None
 
 
+class RequestedAction(_Struct):
+    identifier: str | None = None  # the button a person clicked on a check run
+
+
 class WorkflowRun(_Struct):
     id: Int64 | None = None
     name: str | None = None
@@ -156,6 +160,7 @@ class Envelope(_Struct):
     pull_request: PullRequest | None = None
     check_run: CheckRun | None = None
     check_suite: CheckSuite | None = None
+    requested_action: RequestedAction | None = None
     workflow_run: WorkflowRun | None = None
     comment: Comment | None = None
     issue: Issue | None = None

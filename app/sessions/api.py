@@ -17,8 +17,8 @@ AMBIGUOUS_CREATE_STATUS = frozenset({500, 502, 504})
 
 def create_params(spec: SessionSpec, token: str, *, github_web_url: str) -> dict[str, Any]:
     """The `sessions.create` arguments: the agent pinned to a version, the repository mounted at
-    the head commit with `token` (an empty one mounts a public repository without any), metadata,
-    a title and the budget."""
+    the head commit with `token` (an empty one mounts a public repository without any; none at all
+    when the spec says not to mount it), metadata, a title and the budget."""
     agent: dict[str, Any] = {"type": "agent", "id": spec.agent_id}
     if spec.system_override is not None:
         agent = {"type": "agent_with_overrides", "id": spec.agent_id, "system": spec.system_override}
@@ -38,7 +38,7 @@ def create_params(spec: SessionSpec, token: str, *, github_web_url: str) -> dict
     params: dict[str, Any] = {
         "agent": agent,
         "environment_id": spec.environment_id,
-        "resources": [repository],
+        "resources": [repository] if spec.mount_repository else [],
         "metadata": metadata,
         "title": spec.title or f"prmedic {spec.kind} {spec.repo}"
                                + (f"#{spec.pr_number}" if spec.pr_number is not None else "")

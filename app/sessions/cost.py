@@ -94,6 +94,26 @@ class JobCost:
     def total_usd(self) -> float:
         return self.tokens_usd + self.runtime_usd
 
+    def plus(self, other: JobCost | None) -> JobCost:
+        """This cost and `other` together (a job's sessions: the router's and the review's)."""
+        if other is None:
+            return self
+        models = {m: ModelUsage(u.input, u.output, u.cache_read, u.cache_write) for m, u in self.models.items()}
+        for model, usage in other.models.items():
+            models.setdefault(model, ModelUsage()).add(usage)
+        return JobCost(models=models, runtime_seconds=self.runtime_seconds + other.runtime_seconds,
+                       platform_tokens_usd=self.tokens_usd + other.tokens_usd)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> JobCost:
+        """Back from `as_dict` (a cost kept in the store)."""
+        data = data or {}
+        models = {m: ModelUsage(int(u.get("input") or 0), int(u.get("output") or 0), int(u.get("cache_read") or 0),
+                                int(u.get("cache_write") or 0)) for m, u in (data.get("models") or {}).items()}
+        tokens = data.get("tokens_usd")
+        return cls(models=models, runtime_seconds=float(data.get("runtime_seconds") or 0.0),
+                   platform_tokens_usd=None if tokens is None else float(tokens))
+
     def as_dict(self) -> dict[str, Any]:
         """For the job's result (JSON)."""
         return {
@@ -130,6 +150,18 @@ def session_cost(usage: dict[str, Any] | None, threads: list[tuple[str, dict[str
             cost.platform_tokens_usd = int(list_cost["amount"]) / 100
         except (TypeError, ValueError):
             pass
+    return cost
+
+
+def spent_before_failing(exc: Any, model: str) -> JobCost | None:
+    """What a session that failed (`SessionFailed`, `SessionRetryable`) had cost, from the usage the
+    error carries (all of it on `model`: its threads were not read); None when it is not known."""
+    usage, cents = getattr(exc, "usage", None), getattr(exc, "list_cost_cents", None)
+    if usage is None and cents is None:
+        return None
+    cost = session_cost(usage, default_model=model)
+    if cost.platform_tokens_usd is None and cents is not None:
+        cost.platform_tokens_usd = cents / 100
     return cost
 
 

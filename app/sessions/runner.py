@@ -8,7 +8,8 @@ The life of a session, as `SessionRun.run` drives it (`SessionRuntime.run`, in
 1. **Attach or create.** If the store has an open session for the job (a worker died and the job
    was leased again), the runner attaches to it. Otherwise it creates one: the agent pinned to
    a version, the repository mounted at the head commit with a read-only token for that one
-   repository, a budget, metadata and a title. 429/529/5xx on create are retried with backoff;
+   repository (none, and no token, for a spec that mounts nothing: the router's), a budget,
+   metadata and a title. 429/529/5xx on create are retried with backoff;
    when the retries run out the job fails with a *transient* error (the worker retries it
    later). The session id is recorded in the store before anything is sent to it.
 2. **Stream.** The event stream is opened *before* the history is read (`events.list`, asc,
@@ -111,11 +112,13 @@ class SessionRun:
             await self._create()
             created_at = time.time()
         self.ctx.session_id = self.sid
-        remaining = created_at + self.cfg.max_duration_seconds - time.time()
+        limit = self.spec.max_duration_seconds or self.cfg.max_duration_seconds
+        remaining = created_at + limit - time.time()
         self.rotation = rotation = TokenRotation(
             self.rt.client, self.sid, self.token_provider, last_token=self.last_token, resource_id=self.resource_id,
             interval=self.cfg.token_refresh_seconds, request_timeout=self.cfg.request_timeout)
-        rotation.start(immediately=self.resumed)
+        if self.spec.mount_repository:
+            rotation.start(immediately=self.resumed)
         try:
             try:
                 async with asyncio.timeout(max(remaining, 0.0)) as deadline:
@@ -124,9 +127,9 @@ class SessionRun:
                 if not deadline.expired():
                     raise
                 await self._interrupt("maximum duration reached")
+                setting = "" if self.spec.max_duration_seconds else " (setting PRMEDIC_SESSION_MAX_DURATION_SECONDS)"
                 raise await self._close_with(SessionFailed(
-                    f"the agent session ran longer than the maximum of {duration_text(self.cfg.max_duration_seconds)} "
-                    "and was stopped (setting PRMEDIC_SESSION_MAX_DURATION_SECONDS)",
+                    f"the agent session ran longer than the maximum of {duration_text(limit)} and was stopped{setting}",
                     reason="max_duration", session_id=self.sid)) from None
         except _Finished as done:
             outcome = done.outcome
@@ -196,7 +199,7 @@ class SessionRun:
         return True
 
     async def _create(self) -> None:
-        token = await self.token_provider()
+        token = await self.token_provider() if self.spec.mount_repository else ""
         self.last_token = token
         params = create_params(self.spec, token, github_web_url=self.cfg.github_web_url)
         session = await self._find_orphan() if self.spec.job_attempt > 1 else None

@@ -61,6 +61,8 @@ class SessionRuntime:
         await self._request_http.aclose()
 
     def token_provider(self, spec: SessionSpec) -> TokenProvider:
+        if not spec.mount_repository:
+            return _no_token
         if self.github_app is None or spec.installation_id is None:
             raise PermanentError(f"job {spec.job_id}: no GitHub installation to mint a repository token with")
         app, installation_id, repo = self.github_app, spec.installation_id, spec.repo
@@ -86,3 +88,8 @@ class SessionRuntime:
                 self.active -= 1
                 if ctx.progress is not None:
                     await ctx.progress.aclose()
+
+
+async def _no_token() -> str:
+    """A session without a repository needs no token: none is minted."""
+    return ""

@@ -66,6 +66,10 @@ class SessionSpec:
     # The coordinator's system prompt with the repository's own instructions appended
     # (`render_system_prompt`); None keeps the synced prompt.
     system_override: str | None = None
+    # False: no repository is mounted and no token is minted (the router reads only its task).
+    mount_repository: bool = True
+    # A shorter limit than the runtime's `max_duration_seconds` for this one session.
+    max_duration_seconds: float | None = None
 
     @classmethod
     def for_job(cls, job: Job, *, task: str, agent_id: str, environment_id: str,

@@ -1,4 +1,4 @@
-"""The store interface: every backend (SQLite now, PostgreSQL later) implements it.
+"""The store interface: every backend (SQLite, PostgreSQL) implements it.
 
 A backend imports this module and `app.store.models`, never the package's face (`app.store`),
 which imports the backends (docs/architecture.md, "The store")."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,6 +34,19 @@ StopListener = Callable[[Mapping[int, JobState]], None]
 
 class StoreUnavailable(Exception):
     """The store could not be reached or written; the caller must not acknowledge."""
+
+
+class SchemaTooNew(StoreUnavailable):
+    """The database was upgraded by a newer prmedic: this one must not write to it."""
+
+    def __init__(self, found: int, known: int) -> None:
+        self.found, self.known = found, known
+        super().__init__(f"the database's schema is version {found}, but this prmedic knows versions up to {known}: "
+                         "a newer prmedic upgraded it; run that version (or newer) against this database")
+
+
+# Meta keys that belong to one job end in `:job:<id>` (`check_run:job:12`): `prune` deletes them with the job.
+JOB_META_MARK = ":job:"
 
 
 class Store(abc.ABC):
@@ -74,6 +88,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot answer."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What this store is, for /healthz and `prmedic doctor`: backend, schema version, pool (no secrets)."""
+
+    @abc.abstractmethod
+    def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """A lock named `name` held across every process on this store (one-time work such as syncing the
+        agents: two replicas starting at once run it one after the other, never together)."""
+
+    @abc.abstractmethod
+    async def prune(self, older_than_seconds: float) -> dict[str, int]:
+        """Delete what is older than the age and no longer needed: finished jobs with their sessions, tool
+        calls, fix attempts and per-job meta rows (`JOB_META_MARK`), and deliveries no unfinished job came
+        from. Never touches a queued or running job. Returns table → rows deleted."""
 
     # -- intake -------------------------------------------------------------
     @abc.abstractmethod
@@ -227,9 +256,23 @@ class Store(abc.ABC):
         """Store a delivered fix (its id and created_at are assigned)."""
 
     @abc.abstractmethod
-    async def find_fix_proposal(self, repo: str, *, fix_sha: str | None = None,
-                                branch: str | None = None) -> FixProposal | None:
-        """The newest fix that made commit `fix_sha` (or, failing that, was pushed to `branch`)."""
+    async def find_fix_proposal(self, repo: str, *, fix_sha: str | None = None, branch: str | None = None,
+                                pr_number: int | None = None, outcome: str | None = None) -> FixProposal | None:
+        """The newest fix that made commit `fix_sha` (or, failing that, was pushed to `branch`); with
+        neither, the newest of the repository. `pr_number` and `outcome` narrow every look-up (the
+        newest fix of a PR awaiting approval: `pr_number=7, outcome="awaiting_approval"`)."""
+
+    @abc.abstractmethod
+    async def get_fix_proposal(self, proposal_id: int) -> FixProposal | None:
+        """The fix recorded under `proposal_id`, or None."""
+
+    @abc.abstractmethod
+    async def decide_fix_proposal(self, proposal_id: int, outcome: str, *, delivery: str | None = None,
+                                  url: str | None = None) -> bool:
+        """Record a person's decision on a fix awaiting approval, once: compare-and-set from
+        `awaiting_approval` to `outcome` (with `delivery` and `url` when given; `resolved_at` is set
+        unless the outcome is `pending`, a fix now delivered whose CI is still to come). False when
+        the fix was not awaiting approval (decided before, or never waiting)."""
 
     @abc.abstractmethod
     async def resolve_fix_proposal(self, proposal_id: int, outcome: str) -> bool:

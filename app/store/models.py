@@ -170,10 +170,11 @@ class FixProposal(BaseModel):
     base_sha: str  # the commit the patch was applied to
     fix_sha: str | None = None  # the commit prmedic made (None when offered as suggestions or a patch)
     branch: str | None = None  # where fix_sha was pushed
-    delivery: str  # pull_request | push | suggestions | patch_comment
+    delivery: str  # pull_request | push | suggestions | patch_comment | awaiting_approval (nothing delivered yet)
     url: str | None = None
     job_id: int | None = None
-    # pending: its CI has not finished; succeeded / failed: it has; offered: nothing to watch (fork PRs)
+    # pending: its CI has not finished; succeeded / failed: it has; offered: nothing to watch (fork PRs);
+    # awaiting_approval: a person decides (`fix.approval`); discarded / stale: they decided nothing lands
     outcome: str = "pending"
     created_at: float = 0.0
     resolved_at: float | None = None

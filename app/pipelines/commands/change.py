@@ -91,6 +91,10 @@ def answer_body(purpose: str, result: dict[str, Any], *, head_ref: str | None, c
         "pull_request": f"Proposed {what} in [a fix pull request]({url})" + (f" onto `{head_ref}`" if head_ref else "")
                         + ": merge it to apply it.",
         "push": f"Pushed {what} to the pull request's branch: [commit `{(result.get('fix_sha') or '')[:7]}`]({url}).",
+        "awaiting_approval": (f"Committed {what} as [`{(result.get('fix_sha') or '')[:7]}`]({url}) on prmedic's own "
+                              "branch; **nothing was applied yet**: it waits for approval (`fix.approval`). "
+                              "`/apply` pushes it onto the pull request's branch, `/apply pr` opens it as a pull "
+                              "request, `/discard` deletes it (or use the buttons on the check run)."),
         "suggestions": f"Offered {what} as [review suggestions]({url}): {fork}; commit the suggestions to apply them.",
         "patch_comment": f"Offered {what} as [a patch]({url}) to apply with `git apply`: {fork}.",
     }.get(result.get("delivered_as") or "", f"Proposed {what}: {url}.")

@@ -63,7 +63,10 @@ class Feedback:
 
     @classmethod
     def of_job(cls, gh: GitHubAPI, repo: str, pr_number: int, payload: dict[str, Any]) -> Feedback:
-        """The feedback of a command job (`app.routing.commands.command_job`'s payload)."""
+        """The feedback of a command job (`app.routing.commands.command_job`'s payload, or for a
+        button on a check run `app.routing.approvals.approval_job`'s)."""
+        if payload.get("source") == "check_run":
+            return ClickFeedback.of_click(gh, repo, pr_number, payload)
         comment = payload.get("comment") or {}
         comment_id = int(comment["id"])
         source = payload.get("source", "issue_comment")
@@ -138,6 +141,32 @@ class Feedback:
             if (comment.get("body") or "").startswith(self.marker) and (comment.get("user") or {}).get("type") == "Bot":
                 return int(comment["id"])
         return None
+
+
+@dataclass
+class ClickFeedback(Feedback):
+    """A button clicked on a check run: no comment to react on, so no reactions; the answer is a PR
+    comment of its own, one per check run and person (updated in place on a second click), headed
+    by who clicked what."""
+
+    key: str = ""
+
+    @classmethod
+    def of_click(cls, gh: GitHubAPI, repo: str, pr_number: int, payload: dict[str, Any]) -> ClickFeedback:
+        who = (payload.get("comment") or {}).get("author") or "someone"
+        asked = f"> @{who} clicked **{payload.get('button') or 'a button'}** on the `prmedic fix` check run."
+        return cls(gh, repo, pr_number, 0, "check_run", asked=asked,
+                   key=f"check_run:{payload.get('check_run_id')}:{who.lower()}")
+
+    @property
+    def marker(self) -> str:
+        return f"<!-- prmedic:command:{self.key} -->"
+
+    async def react(self, content: str) -> None:
+        return None
+
+    async def answer(self, body: str) -> str:
+        return await super().answer(f"{self.asked}\n\n{body}")
 
 
 def render_answer(heading: str, *, status: dict[str, str] | None, reply: str | None, footer: str | None) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import describe, will_retry
-from app.pipelines.commands import actions, agents, change, texts
+from app.pipelines.commands import actions, agents, approve, change, texts
 from app.pipelines.commands import describe as describe_command
 from app.pipelines.commands.feedback import CommandAnswer, Feedback
 from app.pipelines.commands.permissions import (
@@ -97,7 +97,9 @@ async def run_command(ctx: JobContext, review: Pipeline, fix: FixRunner | None =
 async def dispatch(command: Command) -> Outcome:
     run, name, payload = command.run, command.name, command.ctx.job.payload
     config = run.config
-    if name != "help" and not config.commands.enabled:
+    # A button on the fix check run is no comment: `commands.enabled` is about comments.
+    clicked = payload.get("source") == "check_run"
+    if name != "help" and not config.commands.enabled and not clicked:
         await command.feedback.answer(texts.disabled())
         return Outcome(False, {"result": "disabled"})
     needed = needed_permission(config.commands, name)
@@ -114,7 +116,8 @@ async def dispatch(command: Command) -> Outcome:
     if name in texts.NOT_YET:
         await command.feedback.answer(texts.not_available(name))
         return Outcome(False, {"result": "not_available"})
-    handler = {**actions.HANDLERS, **agents.HANDLERS, **describe_command.HANDLERS, **change.HANDLERS}.get(name)
+    handler = {**actions.HANDLERS, **agents.HANDLERS, **describe_command.HANDLERS, **change.HANDLERS,
+               **approve.HANDLERS}.get(name)
     if handler is None:  # a command routing knows and this version does not
         await command.feedback.answer(texts.not_available(name))
         return Outcome(False, {"result": "not_available"})

@@ -19,6 +19,10 @@ WHAT = {
     "test": ("`/test [what]`", ("writes tests for the PR's changes (or for `what`), runs them and proposes them "
                                 "like a fix, with the run's result")),
     "describe": ("`/describe`", "writes the PR description from the change"),
+    "apply": ("`/apply` · `/apply pr`", ("applies the fix waiting for approval (`fix.approval`): pushes it onto the "
+                                       "PR's branch, or with `pr` opens it as a pull request; the same as the "
+                                       "buttons on the `prmedic fix` check run")),
+    "discard": ("`/discard`", "discards the fix waiting for approval: nothing is applied"),
     "stop": ("`/stop`", "stops prmedic's running and queued jobs on this PR"),
     "pause": ("`/pause`", "turns automatic reviews off for this PR (commands still work)"),
     "resume": ("`/resume`", "turns automatic reviews back on for this PR"),

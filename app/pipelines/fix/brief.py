@@ -28,7 +28,7 @@ class FixBrief:
     head_sha: str
     attempt: int  # 0: asked with a command, not counted against `max_attempts`
     max_attempts: int
-    delivery: str  # pull_request | push | offered (fork)
+    delivery: str  # pull_request | push | approval (waits for a person) | offered (fork)
     allow_workflows: bool
     max_patch_bytes: int
     checks: list[FailingCheck]
@@ -82,6 +82,8 @@ def _rules(b: FixBrief) -> list[str]:
     delivery = {
         "pull_request": f"a fix pull request onto the PR's branch `{b.head_ref}`",
         "push": f"a commit pushed (fast-forward) onto the PR's branch `{b.head_ref}`",
+        "approval": (f"a commit on prmedic's own branch that waits for a person's approval before it reaches the "
+                     f"PR's branch `{b.head_ref}` (`fix.approval: required`)"),
         "offered": "review suggestions or a patch comment on the PR (it comes from a fork: nothing is ever "
                    "pushed to it)",
     }[b.delivery]

@@ -10,6 +10,7 @@ import logging
 from app.logs import redact
 from app.pipelines.checks import finish_check, give_up_reason
 from app.pipelines.context import PipelineRun
+from app.pipelines.fix.approval import offer_decision
 from app.pipelines.fix.delivery import no_fix_comment, upsert_fix_comment
 from app.pipelines.fix.propose import FixTarget
 from app.pipelines.fix_request import NOUN, PHRASE
@@ -57,6 +58,9 @@ async def finish(run: PipelineRun, target: FixTarget, outcome: SessionOutcome | 
     """Complete the check run with the session's result; a CI fix without a fix also says so on the PR."""
     footer = cost_and_duration(outcome, run)
     comment = None
+    if target.delivered is not None and target.waiting is not None:
+        await _offer(run, target, footer)
+        return
     if target.delivered is not None:
         title = delivered_title(target)
         counted = f" (attempt {target.attempt} of {target.max_attempts})" if target.command is None else \
@@ -82,6 +86,16 @@ async def finish(run: PipelineRun, target: FixTarget, outcome: SessionOutcome | 
         except Exception as exc:  # noqa: BLE001 - the check run says it too
             log.warning("%s#%s: could not comment that no fix was produced: %s", target.repo, target.pr_number,
                         redact(str(exc)))
+
+
+async def _offer(run: PipelineRun, target: FixTarget, footer: str) -> None:
+    """A fix awaiting approval: its check run ends `action_required` with the buttons."""
+    assert target.delivered is not None and target.waiting is not None
+    try:
+        await offer_decision(await run.github(), run.ctx.store, target.repo, run.check_run_id, target.delivered.id,
+                             target.waiting, purpose=PHRASE[target.purpose], footer=footer)
+    except Exception as exc:  # noqa: BLE001 - the fix stands; `/apply` and `/discard` still work
+        log.warning("could not offer the decision on the fix check run: %s", redact(str(exc)))
 
 
 async def stopped(run: PipelineRun, target: FixTarget) -> None:

@@ -22,11 +22,13 @@ from typing import Any
 from app.errors import will_retry
 from app.pipelines.checks import CHECK_NAMES, open_check_run
 from app.pipelines.context import JobContext, PipelineRun, prepare
+from app.pipelines.fix.approval import decide_fix
+from app.pipelines.fix.approval_texts import AWAITING
 from app.pipelines.fix.brief import FixBrief, build_task
 from app.pipelines.fix.ci_logs import CiLogs, FailingCheck, gather_failures, read_ci_log
 from app.pipelines.fix.ending import finish, no_fix_reason, stopped
 from app.pipelines.fix.propose import FixTarget, propose_fix
-from app.pipelines.fix_request import NOUN, FixRequest, nothing_failing
+from app.pipelines.fix_request import NOUN, FixDecision, FixRequest, nothing_failing
 from app.pipelines.session import run_agents
 from app.routing.fixes import fix_branch_name, fix_branch_pr
 from app.store import FixProposal
@@ -46,7 +48,9 @@ async def fix_pipeline(ctx: JobContext) -> dict[str, Any]:
     return await run_fix(ctx, FixRequest.from_job(ctx.job))
 
 
-async def run_fix(ctx: JobContext, req: FixRequest) -> dict[str, Any]:
+async def run_fix(ctx: JobContext, req: FixRequest | FixDecision) -> dict[str, Any]:
+    if isinstance(req, FixDecision):  # `/apply`, `/discard` or a button: a fix awaiting approval
+        return await decide_fix(ctx, req)
     run = await prepare(ctx)
     if req.trigger == "command":
         return await _for_command(run, req)
@@ -57,6 +61,8 @@ async def run_fix(ctx: JobContext, req: FixRequest) -> dict[str, Any]:
     previous = await ctx.store.find_fix_proposal(req.repo, fix_sha=req.head_sha)
     if previous is None and fix_branch_pr(req.head_branch) is not None:
         previous = await ctx.store.find_fix_proposal(req.repo, branch=req.head_branch)
+    if previous is not None and previous.outcome == AWAITING:  # CI on its branch: a person decides first
+        return {"head_sha": req.head_sha, "skipped": f"the fix {req.head_sha[:7]} waits for a person's approval"}
     pr = await _find_pr(gh, req, previous)
     if pr is None:
         return {"skipped": f"{req.head_sha[:7]} is not the head of an open pull request"}
@@ -176,6 +182,7 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
     follows_fix_branch = previous is not None and previous.delivery == "pull_request"
     delivery = "offered" if fork else ("push" if cfg.delivery == "push" and not follows_fix_branch else
                                        "pull_request")
+    approval = cfg.approval == "required" and not fork and not follows_fix_branch
     command = req.slash if req.trigger == "command" else None
     target = FixTarget(
         repo=req.repo, pr_number=pr["number"], pr_url=pr["html_url"], head_sha=req.head_sha, root_sha=root,
@@ -184,7 +191,7 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
         fix_branch=previous.branch if follows_fix_branch else None, attempt=attempt,
         max_attempts=cfg.max_attempts, allow_workflows=cfg.allow_workflow_changes,
         max_patch_bytes=cfg.max_patch_bytes, job_id=run.job.id, purpose=req.purpose, command=command,
-        requested_by=req.requested_by,
+        requested_by=req.requested_by, approval=approval,
         new_branch=f"{fix_branch_name(pr['number'], root)}-{req.purpose}-{run.job.id}" if command else None)
     title, summary = OPENING[req.purpose]
     await open_check_run(run, CHECK_NAMES["fix"], req.head_sha, title=title,
@@ -192,7 +199,8 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
     task = build_task(FixBrief(
         repo=req.repo, pr_number=pr["number"], pr_title=pr.get("title") or "", pr_body=pr.get("body") or "",
         pr_author=(pr.get("user") or {}).get("login"), head_ref=target.head_ref, base_ref=target.base_ref,
-        head_sha=req.head_sha, attempt=attempt, max_attempts=cfg.max_attempts, delivery=delivery,
+        head_sha=req.head_sha, attempt=attempt, max_attempts=cfg.max_attempts,
+        delivery="approval" if approval else delivery,
         allow_workflows=cfg.allow_workflow_changes, max_patch_bytes=cfg.max_patch_bytes, checks=checks,
         previous_fix=(f"{previous.url}" if previous is not None else None), requested_by=req.requested_by,
         purpose=req.purpose, instructions=req.instructions, base_sha=(pr.get("base") or {}).get("sha")))

@@ -11,6 +11,7 @@ from gidgethub import BadRequest, HTTPException
 
 from app.logs import redact
 from app.pipelines.diff import fetch_pull_files
+from app.pipelines.fix.approval_texts import Waiting, approval_branch, commit_url, waiting_comment
 from app.pipelines.fix.delivery import (FIX_MARKER, HeadMoved, Snapshot, create_commit, fast_forward, load_snapshot,
                                         open_fix_pr, post_suggestions, put_fix_branch, read_blobs,
                                         suggestion_comments, upsert_fix_comment)
@@ -49,9 +50,13 @@ class FixTarget:
     command: str | None = None  # the command that asked (`/fix`, `/test`); None for CI
     requested_by: str | None = None  # who asked with it
     new_branch: str | None = None  # where a new fix PR goes; None: `fix_branch_name(pr, root)`
+    # `fix.approval: required`: the fix is committed on a branch of its own and waits for a person's
+    # decision (app/pipelines/fix/approval.py); nothing reaches the pull request's branch.
+    approval: bool = False
     snapshot: Snapshot | None = None
     delivered: FixProposal | None = None
     delivered_text: tuple[str, str] | None = None  # the delivered patch's (title, body), for the command's answer
+    waiting: Waiting | None = None  # a fix awaiting approval: what its check run shows
     refusals: list[str] = field(default_factory=list)
 
     @property
@@ -109,7 +114,7 @@ async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
         proposal = await _offer(gh, t, pr, files, starts, title, body, redact(args.patch))
         t.delivered, t.delivered_text = await ctx.store.record_fix_proposal(proposal), (title, body)
         return _answer(t, files, proposal)
-    proposal, comment = await _push(gh, t, changes, title, body)
+    proposal, comment = await _push(gh, t, changes, title, body, summarize(files))
     # Recorded as soon as the fix is on GitHub, before the courtesy comment: its CI outcome must be
     # settled, and counted against the cap, whatever happens to the comment.
     t.delivered, t.delivered_text = await ctx.store.record_fix_proposal(proposal), (title, body)
@@ -122,11 +127,21 @@ async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
     return _answer(t, files, proposal)
 
 
-async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str) -> tuple[FixProposal, str]:
+async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str,
+                changed: str) -> tuple[FixProposal, str]:
     """Commit the change and deliver it; returns the proposal and the comment to leave on the PR."""
     sha = await create_commit(gh, t.repo, t.snapshot, changes, f"{title}\n\n{body}".strip())
     common = dict(repo=t.repo, pr_number=t.pr_number, root_sha=t.root_sha, base_sha=t.head_sha, fix_sha=sha,
                   job_id=t.job_id)
+    if t.approval:
+        branch = approval_branch(t.pr_number, t.root_sha, t.job_id)
+        await put_fix_branch(gh, t.repo, branch, sha, expected=None)
+        url = commit_url(t.pr_url, sha)
+        t.waiting = Waiting(fix_sha=sha, branch=branch, head_ref=t.head_ref, commit_url=url, title=title, body=body,
+                            changes=changed)
+        return (FixProposal(branch=branch, delivery="awaiting_approval", outcome="awaiting_approval", url=url,
+                            **common),
+                waiting_comment(t.waiting, f"attempt {t.attempt} of {t.max_attempts} for {t.root_sha[:7]}"))
     if t.delivery == "push":
         await fast_forward(gh, t.repo, t.head_ref, sha, expected=t.head_sha)
         url = f"{t.pr_url}/commits/{sha}"
@@ -189,6 +204,13 @@ def _comment(t: FixTarget, what: str, url: str | None, title: str, body: str, ex
 
 
 def _answer(t: FixTarget, files: list, proposal: FixProposal) -> str:
+    if proposal.delivery == "awaiting_approval":
+        told = ("The original pull request has a comment saying so" if t.command is None else
+                f"The answer to `{t.command}` on the pull request says so")
+        return (f"Fix committed ({summarize(files)}) as {proposal.fix_sha} on prmedic's branch `{proposal.branch}`. "
+                "This repository requires a person's approval (`fix.approval`): nothing was pushed to the pull "
+                f"request's branch, and the fix waits for someone to apply or discard it. {told}. You are done: end "
+                "your turn with a short account.")
     where = {"pull_request": f"Fix pull request: {proposal.url} (branch `{proposal.branch}`, "
                              f"commit {proposal.fix_sha})",
              "push": f"Pushed commit {proposal.fix_sha} to `{proposal.branch}`: {proposal.url}",

@@ -161,11 +161,12 @@ def _run_section(data: BriefInput) -> str:
     return "".join(parts) + "\n"
 
 
-# What the coordinator is told per depth: who works on the review, and how hard.
+# What the depth's lead is told (agents/teams.yml): who works on the review, and how hard.
 DEPTH_INSTRUCTIONS = {
-    "light": ("A light review: one quick pass by the reviewer over the changed lines. Do not involve the tester "
-              "unless something must be run to check a finding; keep it short."),
-    "standard": "A standard review: the reviewer reviews; involve the tester where running code settles a question.",
+    "light": ("A light review: one quick pass by the reviewer, working alone, over the changed lines. Check each "
+              "finding yourself, with a short command at most, and keep it short."),
+    "standard": ("A standard review: the reviewer reviews and you check its findings. There is no tester on this "
+                 "team: where running code settles a question, run one focused command yourself."),
     "deep": ("A deep review: the reviewer and the tester both. Have the tester run the tests for the touched code "
              "(and add a focused check where none covers it), and look hard for security issues: authentication, "
              "authorization, injection, secrets, unsafe defaults."),

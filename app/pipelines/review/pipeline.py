@@ -37,15 +37,18 @@ from app.pipelines.review.endings import (RefusedPublish, ReviewPosts, WatchedTo
 from app.pipelines.review.overlap import leave_to_command, running_command_review
 from app.pipelines.review.publish import Published, ReviewSession, counts_line, existing_findings, tests_table
 from app.pipelines.review.route import route_for
+from app.pipelines.review.router import RouterRun, ask_router
 from app.pipelines.session import cost_and_duration, run_agents, tool_context
 from app.repo_config import SEVERITY_ORDER, RepoConfig
 from app.sessions import SessionOutcome
+from app.sessions.cost import JobCost
 from app.store import JobState, PullReviewState
 from app.tools import default_registry
 
 log = logging.getLogger("prmedic.review")
 
 CHECK_NAME = CHECK_NAMES["review"]
+MIN_REVIEW_BUDGET_USD = 0.10  # what a review session keeps at least (or its whole budget, if smaller) after the router
 AUTOMATIC = ("opened", "reopened", "synchronize", "ready_for_review")
 
 
@@ -171,7 +174,14 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
         state.fingerprints, state.findings, state.summary_review_id = sorted(fingerprints), lines, review_id
 
     await open_check_run(run, CHECK_NAME, job.head_sha)
-    route = route_for(config, files, pr, payload.get("depth"))
+    route, router = route_for(config, files, pr, payload.get("depth")), None
+    if route.by == "default":
+        try:
+            router = await ask_router(run, pr, reviewed)
+        except asyncio.CancelledError:
+            await _stopped(run)
+            raise
+        route = router.route
     brief = build_brief(BriefInput(repo=job.repo, pr=pr, files=reviewed, ignored=ignored, config=config,
                                    incremental=incremental, prior_findings=state.findings, listed_files=len(files),
                                    route=route))
@@ -181,9 +191,11 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
                        incremental=incremental, config_errors=errors)
     posts = ReviewPosts()
     tools = WatchedTools(default_registry())
+    budget_usd = payload.get("budget_usd") or config.budget.review_usd
+    if router is not None and router.cost is not None:  # the router's spending comes out of the review's budget
+        budget_usd = max(budget_usd - router.cost.total_usd, min(MIN_REVIEW_BUDGET_USD, budget_usd))
     try:
-        outcome = await run_agents(run, task=brief.text, tools=tools,
-                                   budget_usd=payload.get("budget_usd") or config.budget.review_usd,
+        outcome = await run_agents(run, task=brief.text, tools=tools, budget_usd=budget_usd, depth=route.depth,
                                    extra_instructions=repo_instructions(config, reviewed),
                                    review=rs, review_posts=posts,
                                    repo_language=(job.payload.get("repository") or {}).get("language"),
@@ -195,11 +207,11 @@ async def review_pipeline(ctx: JobContext) -> dict[str, Any]:
         if not will_retry(job.attempts, job.max_attempts, exc):
             await _gave_up(run, rs, brief, tools.refused, posts, exc)
         raise
-    return await _finish(run, rs, brief, outcome, tools.refused, posts)
+    return await _finish(run, rs, brief, outcome, tools.refused, posts, router)
 
 
 async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome,
-                  refused: RefusedPublish | None, posts: ReviewPosts) -> dict[str, Any]:
+                  refused: RefusedPublish | None, posts: ReviewPosts, router: RouterRun | None) -> dict[str, Any]:
     unfinished = salvage = None
     if rs.published is None:
         # The coordinator ends every review with publish_review; a session that did not has not
@@ -215,7 +227,8 @@ async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
         rs.state.conclusion = conclusion
         await run.ctx.store.save_pull_review(rs.state)
     ending = Ending(unfinished, refused, salvage) if unfinished else None
-    await finish_check(run, conclusion, title, check_summary(run, rs, brief, outcome, ending))
+    router_cost = router.cost if router is not None else None
+    await finish_check(run, conclusion, title, check_summary(run, rs, brief, outcome, ending, router_cost))
     result: dict[str, Any] = {
         "conclusion": conclusion, "review_url": (published.url or None) if published else None,
         "findings": published.counts() if published else {}, "inline": len(published.inline) if published else 0,
@@ -226,7 +239,11 @@ async def _finish(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
         result["route"] = brief.route.as_dict()
     if unfinished:
         result["unfinished"] = unfinished
-    return result | outcome.as_result()
+    result |= outcome.as_result()
+    if router is not None:  # the job's cost is both sessions'
+        result["router"] = router.as_dict()
+        result["cost"] = outcome.cost.plus(router_cost).as_dict()
+    return result
 
 
 @dataclass
@@ -265,7 +282,7 @@ def ending_markdown(ending: Ending, outcome: SessionOutcome | None) -> list[str]
 
 
 def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: SessionOutcome | None,
-                  ending: Ending | None = None) -> str:
+                  ending: Ending | None = None, router_cost: JobCost | None = None) -> str:
     published = rs.published
     parts = ending_markdown(ending, outcome) if ending is not None else []
     if published is not None and not published.posted:
@@ -292,7 +309,7 @@ def check_summary(run: PipelineRun, rs: ReviewSession, brief: Brief, outcome: Se
         parts.append(config_problems_markdown(rs.config_errors))
     if ending is not None and published is None:
         parts.append(RERUN_HINTS["review"])
-    parts.append(cost_and_duration(outcome, run))
+    parts.append(cost_and_duration(outcome, run, router_cost))
     return redact("\n\n".join(parts))
 
 

@@ -9,7 +9,8 @@ The route is decided before any session starts, in this order:
      change to authentication code is still `deep`);
    - a tiny diff (≤ TINY_LINES changed lines in ≤ TINY_FILES files) → `light`;
    (ignored files — `ignore_paths` and its defaults, generated files — count for neither of these two)
-   - otherwise `standard`, marked `by="default"`: no rule decided it.
+   - otherwise `standard`, marked `by="default"`: no rule decided it. The review pipeline then asks
+     the router agent (`router.py`), whose answer makes a route `by="router"`.
 
 Pure: the same files and config give the same route, so it can be tested as a table.
 """
@@ -17,14 +18,14 @@ Pure: the same files and config give the same route, so it can be tested as a ta
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.pipelines.diff import FileChange, looks_generated, matches_any
 from app.repo_config import RepoConfig
 
 Depth = Literal["light", "standard", "deep"]
-DecidedBy = Literal["command", "config", "rules", "default"]
+DecidedBy = Literal["command", "config", "rules", "default", "router"]
 DEPTHS: tuple[Depth, ...] = ("light", "standard", "deep")
 TINY_LINES = 10
 TINY_FILES = 2
@@ -36,19 +37,23 @@ _NOT_DOCS = re.compile(r"(?i)(^|/)(requirements[^/]*|constraints[^/]*|CMakeLists
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """The review's depth, why, and what decided it (`command`, `config`, `rules` or `default`)."""
+    """The review's depth, why, and what decided it (`command`, `config`, `rules`, `default` or
+    `router`); a router's route carries what its session cost."""
 
     depth: Depth
     reason: str
     by: DecidedBy
+    router_usd: float | None = None
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        return {"depth": self.depth, "reason": self.reason, "by": self.by}
 
     @property
     def line(self) -> str:
-        """One line for the check run summary: `Route: light — only documentation changed`."""
-        return f"Route: {self.depth} — {self.reason}"
+        """One line for the check run summary: `Route: light — only documentation changed`, or
+        `Route: standard — <reason> (router, $0.003)`."""
+        cost = f", ${self.router_usd:.3f}" if self.router_usd is not None else ""
+        return f"Route: {self.depth} — {self.reason}" + (f" (router{cost})" if self.by == "router" else "")
 
 
 def is_docs(path: str) -> bool:

@@ -11,11 +11,12 @@ background thread on its own connection, so it never stalls the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ import orjson
 
 from app.store.base import Store, StoreUnavailable
 from app.store.models import Delivery, InstallationChange, JobState, NewJob, RecordResult
-from app.store.sqlite.schema import SCHEMA
+from app.store.sqlite.schema import migrate
 from app.store.sqlite.supersede import supersede_older
 
 T = TypeVar("T")
@@ -53,6 +54,8 @@ class SQLiteBase(Store):
         self._flush_scheduled = False
         self._checkpointer: threading.Thread | None = None
         self._closing = threading.Event()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.schema_version: int | None = None
 
     # -- plumbing -----------------------------------------------------------
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -71,7 +74,11 @@ class SQLiteBase(Store):
             raise StoreUnavailable(f"could not put {self.path} in WAL mode (got {mode})")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=10000")
-        db.executescript(SCHEMA)
+        try:
+            self.schema_version = migrate(db)
+        except BaseException:
+            db.close()
+            raise
         if self.path not in ("", ":memory:"):
             db.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True)
@@ -106,6 +113,16 @@ class SQLiteBase(Store):
 
     async def ping(self) -> None:
         await self._run(lambda: self._conn.execute("SELECT 1").fetchone())
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "sqlite", "path": self.path, "schema_version": self.schema_version}
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        # A database file lives on one host, where one-time work (syncing the agents) runs in the server's
+        # process: a lock of this store object is enough (another process on the file does not share it).
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            yield
 
     @property
     def _conn(self) -> sqlite3.Connection:

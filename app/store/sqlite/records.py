@@ -196,20 +196,41 @@ class RecordTables(SQLiteBase):
 
         return await self._run(self._transaction, insert)
 
-    async def find_fix_proposal(self, repo: str, *, fix_sha: str | None = None,
-                                branch: str | None = None) -> FixProposal | None:
+    async def find_fix_proposal(self, repo: str, *, fix_sha: str | None = None, branch: str | None = None,
+                                pr_number: int | None = None, outcome: str | None = None) -> FixProposal | None:
+        narrow, narrowed = "", []
+        for column, value in (("pr_number", pr_number), ("outcome", outcome)):
+            if value is not None:
+                narrow += f" AND {column} = ?"
+                narrowed.append(value)
+        lookups = [(c, v) for c, v in (("fix_sha", fix_sha), ("branch", branch)) if v is not None] or [(None, None)]
+
         def find() -> FixProposal | None:
-            for column, value in (("fix_sha", fix_sha), ("branch", branch)):
-                if value is None:
-                    continue
+            for column, value in lookups:
+                by = f" AND {column} = ?" if column else ""
                 row = self._conn.execute(
-                    f"SELECT * FROM fix_proposals WHERE repo = ? AND {column} = ? ORDER BY id DESC LIMIT 1",
-                    (repo.lower(), value)).fetchone()
+                    f"SELECT * FROM fix_proposals WHERE repo = ?{by}{narrow} ORDER BY id DESC LIMIT 1",
+                    (repo.lower(), *([value] if column else []), *narrowed)).fetchone()
                 if row:
                     return FixProposal.model_validate(dict(row))
             return None
 
         return await self._run(find)
+
+    async def get_fix_proposal(self, proposal_id: int) -> FixProposal | None:
+        def get() -> FixProposal | None:
+            row = self._conn.execute("SELECT * FROM fix_proposals WHERE id = ?", (proposal_id,)).fetchone()
+            return FixProposal.model_validate(dict(row)) if row else None
+
+        return await self._run(get)
+
+    async def decide_fix_proposal(self, proposal_id: int, outcome: str, *, delivery: str | None = None,
+                                  url: str | None = None) -> bool:
+        resolved = None if outcome == "pending" else time.time()
+        return await self._run(lambda: self._conn.execute(
+            "UPDATE fix_proposals SET outcome = ?, delivery = coalesce(?, delivery), url = coalesce(?, url),"
+            " resolved_at = ? WHERE id = ? AND outcome = 'awaiting_approval'",
+            (outcome, delivery, url, resolved, proposal_id)).rowcount == 1)
 
     async def resolve_fix_proposal(self, proposal_id: int, outcome: str) -> bool:
         return await self._run(lambda: self._conn.execute(

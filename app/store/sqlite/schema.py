@@ -1,15 +1,18 @@
-"""The SQLite schema and the row → model conversions."""
+"""The SQLite schema, its versions (`MIGRATIONS`, applied by `migrate`) and the row → model conversions."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import orjson
 
+from app.store.base import SchemaTooNew
 from app.store.models import Installation, Job, SessionRecord, ToolCallRecord
 
-# Every statement is idempotent: opening an existing database leaves it as it is.
-SCHEMA = """
+# Version 1 is the schema of the stores made before versioning: its statements are idempotent, so a
+# database made then is adopted as it is.
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS deliveries (
     delivery_id TEXT PRIMARY KEY,
     event       TEXT NOT NULL,
@@ -114,6 +117,38 @@ CREATE TABLE IF NOT EXISTS fix_proposals (
 CREATE INDEX IF NOT EXISTS fix_proposals_sha ON fix_proposals (repo, fix_sha);
 CREATE INDEX IF NOT EXISTS fix_proposals_branch ON fix_proposals (repo, branch);
 """
+
+# Retention (`prune`) looks jobs up by when they finished and deliveries by when they came.
+SCHEMA_V2 = """
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at);
+CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at);
+"""
+
+# (version, script), in order; a released version is never edited, a change is a new version.
+MIGRATIONS: list[tuple[int, str]] = [(1, SCHEMA_V1), (2, SCHEMA_V2)]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Bring the database to `SCHEMA_VERSION` in one transaction and return the version. `BEGIN
+    IMMEDIATE` holds other processes off meanwhile; a database newer than this code raises `SchemaTooNew`."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        found = db.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNew(found, SCHEMA_VERSION)
+        for version, script in MIGRATIONS:
+            if version > found:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, time.time()))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return max(found, SCHEMA_VERSION)
 
 JOB_COLUMNS = (
     "id, kind, repo, installation_id, pr_number, head_sha, supersede_key, payload, state, attempts,"

@@ -19,6 +19,8 @@ Public surface:
     app = sim.make_app()                        # aiohttp application (the fixture serves it)
 
     # choosing a session's script (first match wins):
+    sim.router_script = router_answer("DEEP: …")  # sessions of the agent named `router` with no
+                                                 # resources (prmedic's router; None: no special case)
     sim.scripts["review"] = normal_review_run()  # + session metadata {"script": "review"}
     sim.script_for(lambda create_body: ...)      # return a Script (or a factory) or None
     sim.queue_script(s1, s2)                     # the next sessions created, in order
@@ -69,7 +71,7 @@ from .session import SimSession
 from .simulator import ManagedAgentsSimulator
 from .ready import (
     DEFAULT_REVIEW_CALLS, bad_tool_input_then_fix, budget_reached, dropped_stream, end_turn_only,
-    normal_review_run, refusal, repository_clone_error, retries_exhausted, terminated,
+    normal_review_run, refusal, repository_clone_error, retries_exhausted, router_answer, terminated,
 )
 
 __all__ = [
@@ -117,5 +119,6 @@ __all__ = [
     "refusal",
     "repository_clone_error",
     "retries_exhausted",
+    "router_answer",
     "terminated",
 ]

@@ -160,3 +160,12 @@ def terminated(error_type: str = "unknown_error") -> Script:
 
 def end_turn_only(text: str = "Nothing to change here.") -> Script:
     return Script(model_request(1000, 80), agent_message(text), stop_end_turn(), name="end_turn_only")
+
+
+ROUTER_ANSWER = "STANDARD: an ordinary change to application code, nothing security-sensitive."
+
+
+def router_answer(text: str = ROUTER_ANSWER, *, input_tokens: int = 5_500, output_tokens: int = 40) -> Script:
+    """The router agent's one-line answer: a short task read on a small model, one line back
+    (priced at ~$0.006 on haiku, which the platform's cents round to $0.01)."""
+    return Script(model_request(input_tokens, output_tokens), agent_message(text), stop_end_turn(), name="router_answer")

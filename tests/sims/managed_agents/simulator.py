@@ -19,6 +19,7 @@ from .routes.environments import EnvironmentRoutes
 from .routes.events import EventRoutes
 from .routes.sessions import SessionRoutes
 from .routes.transport import TransportMixin
+from .ready import router_answer
 from .script import ScriptLike, _CLOSE
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class ManagedAgentsSimulator(TransportMixin, AgentRoutes, EnvironmentRoutes, Ses
         self.conflicts: list[str] = []
 
         self.default_script: ScriptLike | None = None
+        # Sessions of the agent named `router` with no resources (prmedic's router) play this first.
+        self.router_script: ScriptLike | None = router_answer()
         self.scripts: dict[str, ScriptLike] = {}
         self._script_for: Callable[[dict], ScriptLike | None] | None = None
         self._script_queue: list[ScriptLike] = []

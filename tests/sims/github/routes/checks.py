@@ -22,8 +22,38 @@ def _check_annotations(annotations: list[dict]) -> None:
                                  "start_line and end_line are equal.")
 
 
+ACTION_LIMITS = {"label": 20, "description": 40, "identifier": 20}  # GitHub's maximum length of each field
+
+
+def _check_actions(actions: object) -> list[dict]:
+    """GitHub's rules for a check run's buttons: at most 3, each with a label (≤ 20 characters), a
+    description (≤ 40) and an identifier (≤ 20)."""
+    if not isinstance(actions, list):
+        raise validation_failed("CheckRun", "actions", "invalid")
+    if len(actions) > 3:
+        raise HTTPError(422, "Invalid request.\n\nNo more than 3 actions are allowed.")
+    for i, action in enumerate(actions):
+        for key, limit in ACTION_LIMITS.items():
+            value = action.get(key) if isinstance(action, dict) else None
+            if not isinstance(value, str) or not value:
+                raise validation_failed("CheckRun", f"actions[{i}].{key}", "missing_field")
+            if len(value) > limit:
+                raise HTTPError(422, f"Invalid request.\n\n{value!r} is too long (maximum is {limit} characters) "
+                                     f"for actions[{i}].{key}.")
+    return actions
+
+
+def _check_details_url(url: object) -> None:
+    # GitHub refuses a details_url that is not a web address. It does not require one with an
+    # `action_required` conclusion (it shows the App's homepage instead), so neither does this.
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise validation_failed("CheckRun", "details_url", "custom", "details_url must use the http or https scheme")
+
+
 def _apply_check_fields(ctx: Ctx, run: CheckRun, body: dict) -> None:
     now = ctx.state.now()
+    if "details_url" in body:
+        _check_details_url(body["details_url"])
     for k in ("name", "details_url", "external_id"):
         if k in body:
             setattr(run, k, body[k])
@@ -43,9 +73,7 @@ def _apply_check_fields(ctx: Ctx, run: CheckRun, body: dict) -> None:
     if run.status == "in_progress" and run.started_at is None:
         run.started_at = now
     if "actions" in body:
-        if len(body["actions"]) > 3:
-            raise HTTPError(422, "Invalid request.\n\nNo more than 3 actions are allowed.")
-        run.actions = body["actions"]
+        run.actions = _check_actions(body["actions"])
     out = body.get("output")
     if out is not None:
         if not out.get("title") or not out.get("summary"):

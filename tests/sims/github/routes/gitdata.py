@@ -191,3 +191,12 @@ def update_ref(ctx: Ctx):
                 pr.head_sha_fixed = sha
                 pr.updated_at = ctx.state.now()
     return 200, _ref_json(ctx, full)
+
+
+@route("DELETE", "/repos/{owner}/{repo}/git/refs/{ref}", perms=[("contents", "write")])
+def delete_ref(ctx: Ctx):
+    full = "refs/" + ctx.params["ref"].removeprefix("refs/")
+    if full not in ctx.repo.refs:
+        raise HTTPError(422, "Reference does not exist")
+    del ctx.repo.refs[full]
+    return 204, None

@@ -104,10 +104,12 @@ class SessionRoutes:
             raise _bad(f"resources[{i}].mount_path: must be absolute")
         return out
 
-    def _choose_script(self, body: dict) -> Script:
+    def _choose_script(self, body: dict, agent: dict | None = None) -> Script:
         chosen: ScriptLike | None = None
+        if self.router_script is not None and not body.get("resources") and (agent or {}).get("name") == "router":
+            chosen = self.router_script  # before the rest: tests that queue review scripts keep working
         name = (body.get("metadata") or {}).get("script")
-        if name is not None and name in self.scripts:
+        if chosen is None and name is not None and name in self.scripts:
             chosen = self.scripts[name]
         if chosen is None and self._script_for is not None:
             chosen = self._script_for(body)
@@ -155,7 +157,7 @@ class SessionRoutes:
             "resources": resources,
             "created_at": now,
         }
-        s = SimSession(self, record, agent, self._choose_script(body))
+        s = SimSession(self, record, agent, self._choose_script(body, agent))
         self.sessions[s.id] = s
         for ev in initial:
             self._apply_user_event(s, ev)
