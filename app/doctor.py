@@ -1,9 +1,12 @@
-"""`prmedic doctor`: checks the settings and reaches GitHub and Anthropic, in words."""
+"""`prmedic doctor`: checks the settings and the database, and reaches GitHub and Anthropic, in words."""
 
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gidgethub import BadRequest, GitHubException
 from yarl import URL
@@ -12,6 +15,7 @@ from app.errors import NetworkProblem, describe, network_problem
 from app.github import GitHubApp
 from app.settings import Settings
 from app.store import StoreUnavailable, open_store
+from app.store.base import SchemaTooNew
 
 REQUIRED_PERMISSIONS = {
     "checks": "write",
@@ -54,6 +58,147 @@ def likely_cause(problem: NetworkProblem, url_setting: str) -> str:
     return hints.get(problem.cause, f"check {url_setting} and this machine's network connection")
 
 
+def shown_database_url(url: str) -> str:
+    """The database URL as the doctor prints it: the password (in the address or the query) left out."""
+    if not is_postgres(url):
+        return url
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}")
+    return urllib.parse.urlunsplit(parts._replace(query=re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)))
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+@dataclass(frozen=True)
+class PostgresGrants:
+    """What the database user may do where prmedic keeps its tables (its search path's first schema)."""
+
+    user: str
+    schema: str | None
+    can_create: bool  # CREATE on the schema: needed by every schema upgrade (a new table or index)
+    not_owned: tuple[str, ...]  # tables there owned by a role the user is not in: ALTER TABLE would fail
+    schema_version: int | None  # None: prmedic's tables are not there yet (or cannot be read)
+    max_connections: int
+    unreadable: str | None = None  # why the schema version could not be read (the server's words)
+
+
+GRANTS_QUERY = """
+SELECT current_user::text AS "user", current_schema()::text AS schema,
+       coalesce(has_schema_privilege(current_schema(), 'CREATE'), false) AS can_create,
+       array(SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+               AND NOT pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY 1) AS not_owned,
+       to_regclass('schema_migrations') IS NOT NULL AS versioned,
+       current_setting('max_connections')::int AS max_connections
+"""
+
+
+async def postgres_grants(url: str, timeout: float = 10.0) -> PostgresGrants:
+    """Connect once, outside the store (which would upgrade the schema on opening), and read the grants
+    and the schema version. Raises StoreUnavailable, with the driver's words, if the server cannot be
+    reached or refuses the user."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url, timeout=timeout)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreUnavailable(describe(exc)) from exc
+    version, unreadable = None, None
+    try:
+        row = await conn.fetchrow(GRANTS_QUERY)
+        if row["versioned"]:
+            try:
+                version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+            except asyncpg.InsufficientPrivilegeError as exc:
+                unreadable = str(exc)
+    except asyncpg.PostgresError as exc:
+        raise StoreUnavailable(describe(exc)) from exc
+    finally:
+        await conn.close()
+    return PostgresGrants(user=row["user"], schema=row["schema"], can_create=row["can_create"],
+                          not_owned=tuple(row["not_owned"]), schema_version=version,
+                          max_connections=row["max_connections"], unreadable=unreadable)
+
+
+def grant_problems(grants: PostgresGrants) -> list[str]:
+    """What would stop this user from creating or upgrading prmedic's tables, with the statement that fixes it."""
+    if grants.schema is None:
+        return [(f"the search path of {grants.user} names no schema that exists: create one it owns "
+                 f"(CREATE SCHEMA prmedic AUTHORIZATION {grants.user}) or set search_path")]
+    problems = []
+    if not grants.can_create:
+        problems.append(f"{grants.user} may not create tables in schema {grants.schema}, which every schema upgrade "
+                        f"needs: GRANT CREATE ON SCHEMA {grants.schema} TO {grants.user}")
+    if grants.not_owned:
+        problems.append(f"{grants.user} does not own {', '.join(grants.not_owned)} in schema {grants.schema}, so an "
+                        f"upgrade could not alter them: ALTER TABLE … OWNER TO {grants.user}")
+    return problems
+
+
+def schema_words(found: int | None, known: int) -> tuple[bool, str]:
+    """Whether the database's schema version works with this prmedic (which knows up to `known`), in words."""
+    if found is None:
+        return True, f"no prmedic tables yet: they are created (version {known}) when prmedic starts"
+    if found > known:
+        return False, (f"schema version {found} is newer than this prmedic knows ({known}): a newer prmedic "
+                       "upgraded it; run that version or a later one")
+    if found < known:
+        return True, f"schema version {found}: this prmedic upgrades it to {known} when it starts"
+    return True, f"schema version {found}, this prmedic's"
+
+
+async def check_database(settings: Settings, check: Callable[..., None]) -> None:
+    """Reachable, schema version against the code's and, on PostgreSQL, the grants an upgrade needs. On
+    PostgreSQL the doctor never upgrades the schema itself: it opens the store only when it is current."""
+    url = settings.database_url
+    where = shown_database_url(url)
+    if is_postgres(url):
+        from app.store.postgres.schema import SCHEMA_VERSION
+
+        try:
+            grants = await postgres_grants(url)
+        except StoreUnavailable as exc:
+            check(False, "database", f"cannot connect to {where} ({exc}); check PRMEDIC_DATABASE_URL, that the "
+                  "server runs and accepts this user from here (pg_hba.conf), and the password")
+            return
+        fits, words = schema_words(grants.schema_version, SCHEMA_VERSION)
+        if grants.unreadable:
+            fits, words = False, (f"its schema version cannot be read ({grants.unreadable}): let {grants.user} "
+                                  "own prmedic's tables, or run prmedic as their owner")
+        problems = grant_problems(grants)
+        check(fits, "database", f"PostgreSQL at {where}, reachable as {grants.user}, {words}; "
+              f"server allows {grants.max_connections} connections, each replica uses up to "
+              f"{settings.database_pool_size} + 1")
+        check(not problems, "database permissions", "; ".join(problems) or
+              f"{grants.user} may create and alter prmedic's tables in schema {grants.schema}")
+        if not fits or grants.schema_version != SCHEMA_VERSION:
+            return
+    store = open_store(url)
+    try:
+        await store.open()
+        await store.ping()
+        counts = await store.count_jobs_by_state()
+        queued = sum(n for (_, state), n in counts.items() if state == "queued")
+        if is_postgres(url):
+            check(True, "job store", f"opened, {queued} job(s) queued")
+        else:
+            version = store.describe().get("schema_version")
+            check(True, "database", f"SQLite at {where}, reachable, schema version {version}, this prmedic's; "
+                  f"{queued} job(s) queued")
+    except SchemaTooNew as exc:
+        check(False, "database", f"{where}: {schema_words(exc.found, exc.known)[1]}")
+    except StoreUnavailable as exc:
+        hint = "the server and the user" if is_postgres(url) else "the directory's permissions"
+        check(False, "job store" if is_postgres(url) else "database",
+              f"{where} cannot be opened ({exc}); check PRMEDIC_DATABASE_URL and {hint}")
+    finally:
+        await store.close()
+
+
 async def run_doctor(settings: Settings, say: Callable[[str], None]) -> bool:
     ok = True
 
@@ -62,19 +207,9 @@ async def run_doctor(settings: Settings, say: Callable[[str], None]) -> bool:
         ok = ok and passed
         say(f"{'✓' if passed else '✗'} {what}{': ' + detail if detail else ''}")
 
-    check(True, "settings", f"App {settings.app_id}, GitHub at {settings.github_api_url}, store {settings.database_url}")
-
-    store = open_store(settings.database_url)
-    try:
-        await store.open()
-        await store.ping()
-        counts = await store.count_jobs_by_state()
-        queued = sum(n for (_, state), n in counts.items() if state == "queued")
-        check(True, "job store", f"reachable, {queued} job(s) queued")
-    except StoreUnavailable as exc:
-        check(False, "job store", f"cannot be opened ({exc}); check PRMEDIC_DATABASE_URL and the directory's permissions")
-    finally:
-        await store.close()
+    check(True, "settings", f"App {settings.app_id}, GitHub at {settings.github_api_url}, "
+          f"store {shown_database_url(settings.database_url)}")
+    await check_database(settings, check)
 
     github = GitHubApp(app_id=settings.app_id, private_key=settings.private_key_pem,
                        base_url=settings.github_api_url, max_retry_wait=5)

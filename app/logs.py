@@ -27,8 +27,14 @@ _SECRET_MARKERS = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "sk-an
                    "authorization", "x-api-key")
 
 
+# The password in a URL's user part (`postgresql://prmedic:PASSWORD@db/prmedic`).
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s@]+@")
+
+
 def redact(text: str) -> str:
-    """Replace anything that looks like a token, key or JWT with a placeholder."""
+    """Replace anything that looks like a token, key, JWT or a password in a URL with a placeholder."""
+    if "://" in text and "@" in text:
+        text = _URL_PASSWORD.sub(r"\1[redacted]@", text)
     lowered = text.lower()
     if not any(marker in lowered for marker in _SECRET_MARKERS):
         return text

@@ -3,7 +3,9 @@ Nothing slow here."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -175,16 +177,39 @@ class WebhookHandler:
 WEBHOOKS_KEY = web.AppKey("webhooks", WebhookHandler)
 
 
+# Within a probe's timeout (deploy/kubernetes: 5 s), so a database that does not answer reads as such.
+HEALTH_TIMEOUT_SECONDS = 3.0
+# What /healthz shows of `Store.describe()`: never a path, host or user (the route is unauthenticated).
+HEALTH_DATABASE_FIELDS = ("backend", "schema_version", "pool_size", "pool_in_use", "listening")
+
+
+def unhealthy_reason(exc: BaseException) -> str:
+    """Why the store failed, for the unauthenticated /healthz: a database URL in it (host, user) left out."""
+    return re.sub(r"\b(?:postgres(?:ql)?|sqlite)://\S*?(?=[:,;)]?(?:\s|$))", "the database", str(exc))
+
+
+def database_health(store: Store, error: str | None = None) -> dict[str, Any]:
+    """The database part of /healthz: which backend, whether it answered, its schema version."""
+    described = store.describe()
+    shown = {name: described[name] for name in HEALTH_DATABASE_FIELDS if described.get(name) is not None}
+    return {**shown, "reachable": error is None, **({"error": error} if error else {})}
+
+
 async def healthz(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     try:
-        await store.ping()
-        counts = await store.count_jobs_by_state()
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await store.ping()
+            counts = await store.count_jobs_by_state()
     except StoreUnavailable as exc:
-        return _answer(503, status="unhealthy", store=str(exc))
+        reason = unhealthy_reason(exc)
+        return _answer(503, status="unhealthy", store=reason, database=database_health(store, reason))
+    except TimeoutError:
+        reason = f"the database did not answer within {HEALTH_TIMEOUT_SECONDS:g} s"
+        return _answer(503, status="unhealthy", store=reason, database=database_health(store, reason))
     queued = sum(n for (_, state), n in counts.items() if state == "queued")
     running = sum(n for (_, state), n in counts.items() if state == "running")
-    return _answer(200, status="ok", store="ok", queue_depth=queued, running=running)
+    return _answer(200, status="ok", store="ok", queue_depth=queued, running=running, database=database_health(store))
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from app import cli
-from app.settings import SettingsError, load_settings
+from app.settings import SettingsError, StoreSettings, load_settings
 from test_first_run import SECRETS_AND_STATE, dockerignored
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,9 @@ COMPOSE_KEY = DEPLOY / "compose.key.yaml"  # the override for an App whose key i
 # What first-run setup writes to .env in the working directory (the volume under Compose).
 APP_SETTINGS = ("PRMEDIC_APP_ID", "PRMEDIC_APP_SLUG", "PRMEDIC_PRIVATE_KEY", "PRMEDIC_PRIVATE_KEY_PATH",
                 "PRMEDIC_WEBHOOK_SECRET")
-KUBERNETES = DEPLOY / "kubernetes" / "prmedic.yaml"
+KUBERNETES = DEPLOY / "kubernetes" / "prmedic.yaml"  # one replica on SQLite
+KUBERNETES_POSTGRES = DEPLOY / "kubernetes" / "postgres" / "prmedic.yaml"  # three replicas on PostgreSQL
+MANIFESTS = {"sqlite": KUBERNETES, "postgres": KUBERNETES_POSTGRES}
 SECRET_EXAMPLE = DEPLOY / "kubernetes" / "secret.yaml.example"
 
 
@@ -370,6 +372,17 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
+def interpolated(value: str, variables: dict[str, str]) -> str:
+    """`value` as Compose interpolates it with these variables (the `${NAME:-default}` form only)."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: variables.get(m[1]) or m[2], value)
+
+
+def compose_comment_settings() -> dict[str, str]:
+    """The NAME=value lines the compose file's header tells a PostgreSQL user to set."""
+    return dict(re.findall(r"^#\s+(COMPOSE_PROFILES|PRMEDIC_DATABASE_URL|POSTGRES_PASSWORD)=(\S+)", COMPOSE.read_text(),
+                           re.MULTILINE))
+
+
 @pytest.mark.parametrize("path", [COMPOSE, COMPOSE_KEY], ids=lambda path: path.name)
 def test_compose_files_follow_the_compose_specification(path):
     checker = shutil.which("check-jsonschema") or shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
@@ -387,8 +400,35 @@ def test_compose_builds_the_image_and_keeps_the_store_on_a_named_volume(compose)
     [volume] = service["volumes"]
     name, _, target = volume.partition(":")
     assert target == "/data" and name in compose["volumes"], "a named volume: Docker copies /data's owner (10001) into it"
-    assert service["environment"]["PRMEDIC_DATABASE_URL"] == "sqlite:////data/prmedic.db"
+    assert interpolated(service["environment"]["PRMEDIC_DATABASE_URL"], {}) == "sqlite:////data/prmedic.db"
     assert service["restart"] == "unless-stopped"
+
+
+def test_the_postgres_profile_adds_a_database_on_its_own_volume_that_prmedic_waits_for(compose):
+    database = compose["services"]["postgres"]
+    assert database["profiles"] == ["postgres"] and "profiles" not in compose["services"]["prmedic"]
+    assert "ports" not in database, "reachable on the project's network only"
+    [volume] = database["volumes"]
+    name, _, target = volume.partition(":")
+    assert name in compose["volumes"] and target == "/var/lib/postgresql/data"
+    check = database["healthcheck"]["test"]
+    assert check[:2] == ["CMD", "pg_isready"]
+    assert f"--username={database['environment']['POSTGRES_USER']}" in check
+    assert f"--dbname={database['environment']['POSTGRES_DB']}" in check
+    # Without the profile the dependency is skipped (required: false), so a SQLite start is unchanged.
+    assert compose["services"]["prmedic"]["depends_on"] == {
+        "postgres": {"condition": "service_healthy", "required": False}}
+    assert database["restart"] == "unless-stopped"
+
+
+def test_the_settings_the_compose_file_names_point_prmedic_at_its_postgres_service(compose):
+    told = compose_comment_settings()
+    assert told["COMPOSE_PROFILES"] == "postgres"
+    database = compose["services"]["postgres"]["environment"]
+    url = interpolated(compose["services"]["prmedic"]["environment"]["PRMEDIC_DATABASE_URL"], told)
+    password = interpolated(database["POSTGRES_PASSWORD"], told)
+    assert url == (f"postgresql://{database['POSTGRES_USER']}:{password}@postgres:5432/{database['POSTGRES_DB']}")
+    assert StoreSettings(database_url=url).database_url == url, "prmedic accepts it"
 
 
 def test_compose_publishes_the_port_the_server_is_told_to_listen_on(compose):
@@ -490,14 +530,33 @@ def test_docker_compose_accepts_the_files_where_it_exists(tmp_path):
     (tmp_path / "prmedic.private-key.pem").write_text("not used by `config`\n")
     result = config(COMPOSE.name, COMPOSE_KEY.name)
     assert result.returncode == 0, result.stderr
+    # With PostgreSQL, as the compose file's header says (deploy/.env is Compose's own).
+    (tmp_path / "deploy" / ".env").write_text("".join(f"{k}={v}\n" for k, v in compose_comment_settings().items()))
+    result = config(COMPOSE.name)
+    assert result.returncode == 0, result.stderr
 
 
 # -- Kubernetes ----------------------------------------------------------------------------------
 
 
+def manifest_objects(path: Path) -> dict[str, dict]:
+    return {doc["kind"]: doc for doc in yaml.safe_load_all(path.read_text()) if doc}
+
+
+def container_of(objects: dict[str, dict]) -> dict:
+    [container] = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.fixture(scope="module", params=list(MANIFESTS))
+def manifest(request) -> Path:
+    """Each manifest: what holds for a pod holds for both variants."""
+    return MANIFESTS[request.param]
+
+
 @pytest.fixture(scope="module")
-def objects() -> dict[str, dict]:
-    return {doc["kind"]: doc for doc in yaml.safe_load_all(KUBERNETES.read_text()) if doc}
+def objects(manifest) -> dict[str, dict]:
+    return manifest_objects(manifest)
 
 
 @pytest.fixture(scope="module")
@@ -506,20 +565,68 @@ def pod(objects) -> dict:
 
 
 @pytest.fixture(scope="module")
-def container(pod) -> dict:
-    [container] = pod["containers"]
-    return container
+def container(objects) -> dict:
+    return container_of(objects)
 
 
 def env_values(container) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
-def test_one_replica_replaced_by_recreation_for_the_sqlite_store(objects, container):
+def secret_refs(container) -> dict[str, tuple[str, str]]:
+    """Environment variable → (Secret, key) it is read from."""
+    return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def test_one_replica_replaced_by_recreation_for_the_sqlite_store():
+    objects = manifest_objects(KUBERNETES)
     deployment = objects["Deployment"]["spec"]
     assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
-    assert env_values(container)["PRMEDIC_DATABASE_URL"].startswith("sqlite:///")
+    assert env_values(container_of(objects))["PRMEDIC_DATABASE_URL"].startswith("sqlite:///")
     assert "One replica" in KUBERNETES.read_text(), "the manifest says why"
+    assert str(KUBERNETES_POSTGRES.relative_to(KUBERNETES.parent)) in KUBERNETES.read_text(), "and what scales out"
+
+
+def test_three_replicas_share_the_postgresql_database_named_in_the_secret():
+    objects = manifest_objects(KUBERNETES_POSTGRES)
+    deployment = objects["Deployment"]["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    container = container_of(objects)
+    assert "PRMEDIC_DATABASE_URL" not in env_values(container), "a URL holds the password: it comes from the Secret"
+    name, key = secret_refs(container)["PRMEDIC_DATABASE_URL"]
+    example = yaml.safe_load(SECRET_EXAMPLE.read_text())
+    assert name == example["metadata"]["name"]
+    url = example["stringData"][key]
+    assert StoreSettings(database_url=url).database_url == url and url.startswith("postgresql://")
+    pool = int(env_values(container)["PRMEDIC_DATABASE_POOL_SIZE"])
+    assert f"3 × ({pool} + 1)" in KUBERNETES_POSTGRES.read_text(), "the header counts the connections"
+
+
+def test_the_postgresql_variant_has_no_store_volume_and_no_claim():
+    objects = manifest_objects(KUBERNETES_POSTGRES)
+    assert "PersistentVolumeClaim" not in objects
+    assert [m["mountPath"] for m in container_of(objects)["volumeMounts"]] == ["/tmp", "/run/secrets/prmedic"]
+    assert not any("persistentVolumeClaim" in v for v in objects["Deployment"]["spec"]["template"]["spec"]["volumes"])
+
+
+def test_a_disruption_takes_down_one_replica_at_a_time_on_spread_nodes():
+    objects = manifest_objects(KUBERNETES_POSTGRES)
+    budget = objects["PodDisruptionBudget"]["spec"]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert budget["maxUnavailable"] == 1 and budget["selector"]["matchLabels"].items() <= labels.items()
+    [spread] = objects["Deployment"]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"].items() <= labels.items()
+
+
+def test_the_two_variants_define_the_same_objects_so_one_replaces_the_other():
+    names = {variant: {(kind, o["metadata"]["name"]) for kind, o in manifest_objects(path).items()}
+             for variant, path in MANIFESTS.items()}
+    assert ("Deployment", "prmedic") in names["sqlite"] & names["postgres"]
+    assert ("Service", "prmedic") in names["sqlite"] & names["postgres"]
+    assert "never both" in KUBERNETES_POSTGRES.read_text()
 
 
 def test_the_pod_runs_as_the_images_user_and_the_volume_is_writable_by_it(pod, container, runtime):
@@ -534,22 +641,33 @@ def test_the_pod_runs_as_the_images_user_and_the_volume_is_writable_by_it(pod, c
     assert pod["automountServiceAccountToken"] is False
 
 
-def test_a_read_only_root_leaves_the_store_and_tmp_writable(objects, pod, container):
+def test_a_read_only_root_leaves_the_store_and_tmp_writable(pod, container):
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
-    store_dir = env_values(container)["PRMEDIC_DATABASE_URL"].removeprefix("sqlite:///").rsplit("/", 1)[0]
+    assert "emptyDir" in mounts["/tmp"]
+    url = env_values(container).get("PRMEDIC_DATABASE_URL")
+    if url is None:  # PostgreSQL: nothing to keep on the pod
+        return
+    objects = manifest_objects(KUBERNETES)
+    store_dir = url.removeprefix("sqlite:///").rsplit("/", 1)[0]
     assert mounts[store_dir]["persistentVolumeClaim"]["claimName"] == objects["PersistentVolumeClaim"]["metadata"]["name"]
     assert objects["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert "emptyDir" in mounts["/tmp"]
 
 
-def test_probes_ask_healthz_on_the_port_the_server_listens_on(container):
+def test_probes_ask_healthz_on_the_port_the_server_listens_on(container, manifest):
     [port] = container["ports"]
+    ours = (port["name"], port["containerPort"])
     assert str(port["containerPort"]) == env_values(container)["PRMEDIC_PORT"]
-    for probe in ("readinessProbe", "livenessProbe"):
-        http = container[probe]["httpGet"]
-        assert http["path"] == "/healthz" and http["port"] in (port["name"], port["containerPort"]), probe
-        assert container[probe]["timeoutSeconds"] >= 1
+    readiness = container["readinessProbe"]
+    assert readiness["httpGet"]["path"] == "/healthz" and readiness["httpGet"]["port"] in ours
+    liveness = container["livenessProbe"]
+    if manifest == KUBERNETES_POSTGRES:
+        # /healthz fails on every replica while the shared database is down: restarting them would not help.
+        assert liveness["tcpSocket"]["port"] in ours and "httpGet" not in liveness
+    else:
+        assert liveness["httpGet"]["path"] == "/healthz" and liveness["httpGet"]["port"] in ours
+    for probe in (readiness, liveness):
+        assert probe["timeoutSeconds"] >= 1
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
 
 
@@ -570,20 +688,30 @@ def test_the_service_reaches_the_pods_http_port(objects, container):
     assert port["targetPort"] in {p.get("name") for p in container["ports"]} | {p["containerPort"] for p in container["ports"]}
 
 
-def test_every_secret_the_pod_reads_is_in_the_example_and_the_create_command(pod, container):
+def secret_keys_read(objects: dict[str, dict]) -> set[tuple[str, str]]:
+    """(Secret, key) of everything the pod reads from a Secret: variables and mounted files."""
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    return set(secret_refs(container_of(objects)).values()) | {
+        (v["secret"]["secretName"], item["key"]) for v in pod["volumes"] if "secret" in v for item in v["secret"]["items"]}
+
+
+def test_every_secret_the_pod_reads_is_in_the_example_and_the_create_command(objects, container, manifest):
     example = yaml.safe_load(SECRET_EXAMPLE.read_text())
     assert example["kind"] == "Secret"
-    referenced = {(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
-                  for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})}
-    referenced |= {(v["secret"]["secretName"], item["key"]) for v in pod["volumes"] if "secret" in v
-                   for item in v["secret"]["items"]}
+    referenced = secret_keys_read(objects)
     assert {name for name, _ in referenced} == {example["metadata"]["name"]}
-    assert {key for _, key in referenced} == set(example["stringData"])
-    create = re.search(r"kubectl create secret generic (.+?)\n(?!#  )", KUBERNETES.read_text(), re.S).group(1)
+    assert {key for _, key in referenced} <= set(example["stringData"])
+    create = re.search(r"kubectl create secret generic (.+?)\n(?!#  )", manifest.read_text(), re.S).group(1)
     for _, key in referenced:
-        assert f"{key}=" in create, f"the create command at the top of {KUBERNETES.name} leaves out {key}"
+        assert f"{key}=" in create, f"the create command at the top of {manifest} leaves out {key}"
     names = {e["name"] for e in container["env"]}
     assert {"PRMEDIC_APP_ID", "PRMEDIC_WEBHOOK_SECRET", "ANTHROPIC_API_KEY"} <= names
+
+
+def test_the_secret_example_holds_no_key_that_no_manifest_reads():
+    example = yaml.safe_load(SECRET_EXAMPLE.read_text())
+    read = set().union(*(secret_keys_read(manifest_objects(path)) for path in MANIFESTS.values()))
+    assert {key for _, key in read} == set(example["stringData"])
 
 
 def test_the_private_key_is_a_file_the_pods_group_can_read(pod, container):

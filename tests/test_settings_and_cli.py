@@ -110,6 +110,14 @@ def test_redaction_covers_every_kind_of_secret(secret):
     assert secret not in redact(f"before {secret} after")
 
 
+def test_redaction_hides_a_database_password_and_keeps_the_rest_of_the_url():
+    line = redact("cannot connect to postgresql://prmedic:s3cr3t-pw@db.internal:5432/prmedic")
+    assert "s3cr3t-pw" not in line
+    assert "postgresql://prmedic:[redacted]@db.internal:5432/prmedic" in line
+    assert redact("git@github.com:octo/repo and https://github.com/octo/repo") == \
+        "git@github.com:octo/repo and https://github.com/octo/repo"
+
+
 def test_jobs_command_lists_recent_jobs_with_state_attempts_and_error(settings, capsys):
     async def a_retried_job() -> int:
         store = open_store(settings.database_url)

@@ -79,7 +79,10 @@ class PostgresBase(Store):
         self._pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
         self._pending: list[PendingDelivery] = []
-        self._flush_scheduled = False
+        # One group commit in flight per store: deliveries that arrive while it commits wait and go
+        # together in the next one. Many small concurrent batches were slower: they queue on the
+        # supersede rows' locks and on NOTIFY's commit lock, and each costs its own round trips.
+        self._flusher: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
 
     # -- open, close, ping ----------------------------------------------------
@@ -210,15 +213,20 @@ class PostgresBase(Store):
     ) -> RecordResult:
         future: asyncio.Future[RecordResult] = asyncio.get_running_loop().create_future()
         self._pending.append(PendingDelivery(delivery, jobs, installations, max_attempts, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            task = asyncio.create_task(self._flush())
+        if self._flusher is None:
+            self._flusher = task = asyncio.create_task(self._flush_all())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
         return await future
 
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                await self._flush()
+        finally:
+            self._flusher = None
+
     def _take_batch(self) -> list[PendingDelivery]:
-        self._flush_scheduled = False
         batch, self._pending = self._pending, []
         return batch
 
