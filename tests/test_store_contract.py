@@ -115,6 +115,17 @@ async def test_a_newer_job_supersedes_a_queued_one_with_its_key(store):
     assert await states(store, a, b, other_pr) == [JobState.superseded, JobState.queued, JobState.queued]
 
 
+async def test_deliveries_committed_together_leave_only_the_newest_job_of_a_pull_request_queued(store):
+    [older] = await record(store, job(sha="0" * 40))
+    results = await asyncio.gather(*(record(store, job(sha=f"{n}" * 40)) for n in range(1, 6)),
+                                   record(store, job(number=8)))
+    ids = [job_id for [job_id] in results]
+    assert await states(store, older, *ids) == [JobState.superseded] * 5 + [JobState.queued, JobState.queued]
+    assert all([(await store.get_job(job_id)).finished_at for job_id in (older, *ids[:4])])
+    claimed = await store.claim_jobs("w", 10, 60)
+    assert sorted(j.id for j in claimed) == sorted(ids[4:])
+
+
 async def test_a_newer_head_supersedes_a_running_review_and_the_listener_hears_it(store):
     heard = listen(store)
     [a] = await record(store, job(sha="1" * 40))

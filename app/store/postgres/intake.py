@@ -67,24 +67,31 @@ async def _insert_jobs(conn: asyncpg.Connection, new: list[PendingDelivery], sto
     rows = [(p, job) for p in new for job in p.jobs]
     ids: list[int] = []
     if rows:
+        now = time.time()
+        # A job that a later job of the same batch supersedes is written superseded at once: the rule
+        # then runs once per key against older rows only, not once per job against the batch's own.
+        last = {job.supersede_key: i for i, (_, job) in enumerate(rows) if job.supersede_key}
+        queued = [not job.supersede_key or last[job.supersede_key] == i for i, (_, job) in enumerate(rows)]
         # Rows are inserted in `ord` order, so their identities ascend in it: sorted, the ids match the rows.
         # The notification rides on the same statement (PostgreSQL sends one per transaction and payload).
         ids = sorted(r["id"] for r in await conn.fetch(
             "WITH inserted AS (INSERT INTO jobs (kind, repo, installation_id, pr_number, head_sha, supersede_key,"
-            " payload, state, max_attempts, delivery_id, created_at, updated_at)"
-            " SELECT kind, repo, installation_id, pr_number, head_sha, supersede_key, payload::jsonb, 'queued',"
-            " max_attempts, delivery_id, received_at, received_at FROM unnest($1::text[], $2::text[], $3::bigint[],"
-            " $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::float8[]) WITH ORDINALITY"
-            " AS t(kind, repo, installation_id, pr_number, head_sha, supersede_key, payload, max_attempts,"
-            " delivery_id, received_at, ord) ORDER BY ord RETURNING id)"
+            " payload, state, max_attempts, delivery_id, created_at, updated_at, finished_at)"
+            " SELECT kind, repo, installation_id, pr_number, head_sha, supersede_key, payload::jsonb,"
+            " CASE WHEN queued THEN 'queued' ELSE 'superseded' END, max_attempts, delivery_id, received_at,"
+            " received_at, CASE WHEN queued THEN NULL ELSE $13::float8 END FROM unnest($1::text[], $2::text[],"
+            " $3::bigint[], $4::int[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], $10::float8[],"
+            " $14::bool[]) WITH ORDINALITY AS t(kind, repo, installation_id, pr_number, head_sha, supersede_key,"
+            " payload, max_attempts, delivery_id, received_at, queued, ord) ORDER BY ord RETURNING id)"
             " SELECT id, CASE WHEN $11::text IS NOT NULL THEN pg_notify($12, $11) END FROM inserted",
             [j.kind.value for _, j in rows], [j.repo for _, j in rows], [j.installation_id for _, j in rows],
             [j.pr_number for _, j in rows], [j.head_sha for _, j in rows], [j.supersede_key for _, j in rows],
             [dumps(j.payload) for _, j in rows], [p.max_attempts for p, _ in rows],
-            [p.delivery.delivery_id for p, _ in rows], [p.delivery.received_at for p, _ in rows], notice, CHANNEL))
-        keyed = [(job_id, job) for job_id, (_, job) in zip(ids, rows) if job.supersede_key]
+            [p.delivery.delivery_id for p, _ in rows], [p.delivery.received_at for p, _ in rows], notice, CHANNEL,
+            now, queued))
+        keyed = [(job_id, job) for job_id, (_, job), fresh in zip(ids, rows, queued) if job.supersede_key and fresh]
         if keyed:
-            await supersede_older_than_new(conn, keyed, time.time(), stopped)
+            await supersede_older_than_new(conn, keyed, now, stopped)
     by_delivery: dict[int, list[int]] = {id(p): [] for p in new}
     for job_id, (pending, _) in zip(ids, rows):
         by_delivery[id(pending)].append(job_id)
