@@ -9,12 +9,21 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from gidgethub import BadRequest
 from gidgethub.abc import GitHubAPI
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_PATH = ".github/prmedic.yml"
 Severity = Literal["blocker", "major", "minor", "nit"]
@@ -90,6 +99,9 @@ class FixConfig(_Section):
     # someone's branch), `auto` with pull-request delivery (the fix PR is itself the request).
     # Fork PRs are unaffected: their fix is only ever offered.
     approval: Literal["auto", "required"] | None = None
+    # Whether a fix is checked by an independent verifier session (the failing commands run again at
+    # the fix commit) before anything is delivered; off: delivered unverified, and it says so.
+    verify: bool = True
     allow_workflow_changes: bool = False
     max_attempts: int = Field(2, ge=0, le=10)
     bot_authors: bool = False
@@ -198,6 +210,10 @@ class RepoConfig(_Section):
     environment: EnvironmentExtension | str | None = None
     ignore_paths: list[str] = Field(default_factory=list)
     use_default_ignores: bool = True
+    # The operator's MCP servers this repository's agents may use, by name (app/agents/mcp.py); a name
+    # the operator did not configure is reported and ignored.
+    mcp: list[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]] = Field(
+        default_factory=list, max_length=20)
 
     @property
     def all_ignore_paths(self) -> list[str]:

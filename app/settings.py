@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 HINTS = {
@@ -128,6 +140,10 @@ class Settings(ServerSettings):
     session_token_refresh_seconds: float = Field(300.0, gt=0, lt=600)
     # Finished jobs, their sessions and old deliveries are deleted after this many days (0: kept forever).
     retention_days: float = Field(30.0, ge=0)
+    # The operator's MCP servers (a YAML or JSON file, `read_mcp_config`); repositories opt in by name.
+    mcp_config: Path | None = None
+    # Built-in or MCP tools whose confirmations are allowed: "web_fetch,mcp:linear:get_issue".
+    tools_unattended: str = ""
 
     @field_validator("webhook_secret")
     @classmethod
@@ -151,6 +167,34 @@ class Settings(ServerSettings):
             text = inline.get_secret_value()
         _check_pem(_normalise_pem(text))
         return path
+
+    @field_validator("mcp_config")
+    @classmethod
+    def _mcp_config_valid(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_mcp_config(path)
+        return path
+
+    @field_validator("tools_unattended")
+    @classmethod
+    def _tool_names(cls, value: str) -> str:
+        bad = [name for name in split_names(value) if not _UNATTENDED.match(name)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not a tool; give built-in tools by name "
+                             f"({', '.join(BUILTIN_TOOL_NAMES)}) and MCP tools as mcp:<server>:<tool> "
+                             "(mcp:<server>:* for all of a server's tools), separated by commas")
+        return value
+
+    @cached_property
+    def mcp_servers(self) -> tuple[McpServerSetting, ...]:
+        """The operator's MCP servers (none without PRMEDIC_MCP_CONFIG), read once at start-up."""
+        return read_mcp_config(self.mcp_config) if self.mcp_config is not None else ()
+
+    @model_validator(mode="after")
+    def _keep_mcp_servers(self) -> Settings:
+        # Read now, while the file is the one just validated: a job never reads it again.
+        _ = self.mcp_servers
+        return self
 
     @cached_property
     def private_key_pem(self) -> str:
@@ -182,6 +226,87 @@ def app_settings_absent() -> bool:
     environment or `.env`: `prmedic serve` then starts first-run setup instead of refusing to start."""
     given = _AppSettingsGiven().model_dump().values()
     return not any(value and value.strip() for value in given)
+
+
+# -- the operator's MCP servers and unattended tools -------------------------------------------
+# Defined here because settings import nothing else from the app (docs/architecture.md, "Layers");
+# `app/agents/mcp.py` turns them into a session's toolsets and `app/agents/tool_policy.py` into the
+# answers to tool confirmations.
+
+# The built-in tools of `agent_toolset_20260401` (the same as app.agents.definitions.BUILTIN_TOOLS).
+BUILTIN_TOOL_NAMES = ("bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search")
+MCP_SERVER_NAME = r"[a-z][a-z0-9_-]{0,63}"
+MCP_TOOL_NAME = r"[A-Za-z0-9_.-]{1,128}"
+_UNATTENDED = re.compile(rf"^(?:{'|'.join(BUILTIN_TOOL_NAMES)}|mcp:{MCP_SERVER_NAME}:(?:{MCP_TOOL_NAME}|\*))$")
+MAX_MCP_SERVERS = 20  # the API's limit on an agent's `mcp_servers`
+
+
+class McpServerSetting(BaseModel):
+    """One MCP server the operator offers: where it is, the Managed Agents vault holding its
+    credential, and which of its tools may run without a person's confirmation (`*`: all)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=f"^{MCP_SERVER_NAME}$")
+    url: str = Field(max_length=2000)
+    vault_id: str = Field(pattern=r"^vlt_[A-Za-z0-9]{1,120}$")
+    unattended_tools: tuple[str, ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _https(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"{url!r} is not an https:// URL")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; they belong in the vault named by vault_id")
+        return url
+
+    @field_validator("unattended_tools")
+    @classmethod
+    def _tools(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [n for n in names if n != "*" and not re.fullmatch(MCP_TOOL_NAME, n)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: not an MCP tool name (1-128 of A-Z a-z 0-9 _ . -, or *)")
+        return tuple(dict.fromkeys(names))
+
+
+def read_mcp_config(path: Path) -> tuple[McpServerSetting, ...]:
+    """The servers in the file at `path`: a YAML (or JSON) list of servers, or `servers:` holding
+    one. Raises ValueError naming the file and the field at fault."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid YAML or JSON: {exc}") from None
+    if isinstance(data, dict) and set(data) == {"servers"}:
+        data = data["servers"]
+    if not isinstance(data, list):
+        # ValueError, not TypeError: pydantic reports only ValueErrors as a setting's problem.
+        raise ValueError(f"{path}: must be a list of servers ({{name, url, vault_id, unattended_tools}})")  # noqa: TRY004
+    if len(data) > MAX_MCP_SERVERS:
+        raise ValueError(f"{path}: at most {MAX_MCP_SERVERS} servers")
+    servers, problems = [], []
+    for index, item in enumerate(data):
+        try:
+            servers.append(McpServerSetting.model_validate(item))
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                field = ".".join(str(part) for part in error["loc"])
+                why = ("is not a known field (a credential belongs in the vault named by vault_id, never here)"
+                       if error["type"] == "extra_forbidden" else error["msg"].removeprefix("Value error, "))
+                problems.append(f"servers[{index}]{'.' + field if field else ''}: {why}")
+    names = [server.name for server in servers]
+    problems += [f"server name {name!r} is used twice" for name in sorted({n for n in names if names.count(n) > 1})]
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems)}")
+    return tuple(servers)
+
+
+def split_names(value: str) -> list[str]:
+    """A comma-separated setting as its non-empty items."""
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 def _normalise_pem(text: str) -> str:

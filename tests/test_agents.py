@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on how pytest put tests/ on sy
 
 ROOT = Path(__file__).resolve().parents[1]
 CUSTOM_TOOLS = {"report_progress", "publish_review", "propose_fix", "read_ci_log", "reply", "write_description"}
-AGENTS = {"coordinator", "coordinator-standard", "reviewer", "reviewer-solo", "router", "tester"}
+AGENTS = {"coordinator", "coordinator-standard", "reviewer", "reviewer-solo", "router", "tester", "verifier"}
 REVIEW_TOOLS = {"report_progress", "publish_review", "reply"}
 
 
@@ -70,7 +70,7 @@ def test_every_shipped_definition_loads():
     assert coordinator.name == "coordinator" == d.lead("deep").name
     assert coordinator.callable_agents == ("reviewer", "tester")
     assert set(coordinator.custom_tools) == CUSTOM_TOOLS
-    assert [a.name for a in d.subagents] == ["reviewer", "reviewer-solo", "router", "tester"]
+    assert [a.name for a in d.subagents] == ["reviewer", "reviewer-solo", "router", "tester", "verifier"]
     assert [a.name for a in d.callers] == ["coordinator", "coordinator-standard"]
     for name in ("reviewer", "tester", "router"):
         assert d.agents[name].custom_tools == () and d.agents[name].callable_agents == ()
@@ -274,7 +274,7 @@ async def test_sync_creates_exactly_what_is_defined(managed_agents, store):
     d = load_definitions()
     synced = await sync_definitions(managed_agents.client, store, d)
 
-    assert len(sim.agents) == 6 and len(sim.environments) == len(d.environments)
+    assert len(sim.agents) == 7 and len(sim.environments) == len(d.environments)
     agents = remote_by_name(sim)
     assert set(agents) == AGENTS
     reviewer, tester, coordinator = agents["reviewer"], agents["tester"], agents["coordinator"]
@@ -356,7 +356,7 @@ async def test_editing_a_prompt_updates_the_agent_and_re_versions_the_coordinato
     assert set(paths[2:]) == {("POST", f"/v1/agents/{first.agents[n].id}")
                               for n in ("coordinator", "coordinator-standard")}
     assert all(c.body["version"] == 1 for c in writes)
-    assert len(sim.agents) == 6  # no new agent
+    assert len(sim.agents) == 7  # no new agent
     assert second.agents["reviewer"].id == first.agents["reviewer"].id
     assert second.agents["reviewer"].version == 2
     assert second.agents["tester"] == first.agents["tester"]
@@ -406,7 +406,7 @@ async def test_a_fresh_store_finds_the_existing_agents_by_metadata(managed_agent
             updated = await sync_definitions(managed_agents.client, fresher, load_definitions(agents_dir, envs_dir))
         finally:
             await fresher.close()
-        assert len(sim.agents) == 7  # ours (6) + the stranger
+        assert len(sim.agents) == 8  # ours (7) + the stranger
         assert updated.agents["tester"].id == first.agents["tester"].id
         assert updated.agents["tester"].version == 2
         assert updated.coordinator.version == 2
@@ -456,7 +456,7 @@ async def test_ensure_synced_syncs_once_per_process(managed_agents, store):
     try:
         results = await asyncio.gather(*(ensure_synced(managed_agents.client, store) for _ in range(5)))
         assert all(r == results[0] for r in results)
-        assert len(sim.agents) == 6
+        assert len(sim.agents) == 7
         mark = sim.mark()
         assert await ensure_synced(managed_agents.client, store) == results[0]
         assert sim.calls[mark:] == []
@@ -485,7 +485,7 @@ def test_agents_check_exit_codes(capsys, defs_copy):
     out = capsys.readouterr().out
     assert "coordinator (deep lead): claude-" in out and "calls: reviewer, tester" in out
     assert "reviewer-solo (light lead): claude-sonnet" in out and "router (router): claude-haiku" in out
-    assert "ok: 6 agents and" in out
+    assert "ok: 7 agents and" in out
 
     agents_dir, envs_dir = defs_copy
     edit(agents_dir / "reviewer.md", "model: claude-opus-5-5\n", "model: 7\n")
@@ -507,7 +507,7 @@ async def test_agents_sync_cli(managed_agents, settings_env, monkeypatch, capsys
         assert any(line.split()[:3] == ["agent", name, "created"] for line in lines), out
     for name in ("default", "python", "node"):
         assert any(line.split()[:3] == ["environment", name, "created"] for line in lines), out
-    assert len(sim.agents) == 6
+    assert len(sim.agents) == 7
     router = remote_by_name(sim)["router"]
     assert f"router: {router['id']} version 1" in lines and any(line.startswith("light review lead: ") for line in lines)
     # The CLI used the settings' database: the store knows what was created.

@@ -110,9 +110,10 @@ class Served:
         return queued.pop(0) if queued else None
 
     def sessions_of(self, pr: PullRequestRepo) -> list:
-        """The PR's review, fix and command sessions (not the router's, which a review may ask first)."""
+        """The PR's review, fix and command sessions (not the router's, which a review may ask first, nor
+        the verifier's, which checks a fix before it is delivered)."""
         return [s for s in self.sim.sessions.values() if s.metadata.get("pr") == str(pr.pr.number)
-                and s.agent["name"] != "router"]
+                and s.agent["name"] not in ("router", "verifier")]
 
     def log_size(self) -> int:
         return os.fstat(self.server.log.fileno()).st_size

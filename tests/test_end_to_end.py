@@ -126,4 +126,6 @@ async def test_a_failing_check_delivered_to_prmedic_serve_gets_one_verified_fix_
     assert fix_pr.base_ref == "feature" and "Root cause" in fix_pr.body
     commit = project.fix_commit(state.repo(FIX_REPO).branch_sha(fix_pr.head_ref))
     assert commit.parents == [project.head] and commit.tree == project.tree_after_git_apply(patch)
-    assert len(managed_agents.sim.sessions) == 1
+    # the fix's session, then the verifier's at the fix commit, whose run the fix PR quotes
+    assert [s.agent["name"] for s in managed_agents.sim.sessions.values()] == ["coordinator", "verifier"]
+    assert "**Independent verification**" in fix_pr.body

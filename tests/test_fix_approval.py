@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from conftest import APP_ID, example
 from sims.managed_agents import Script, custom_tool_use, model_request, stop_end_turn
-from test_fix_pipeline import GOOD, REPO, Project, fix_script, propose
+from test_fix_pipeline import GOOD, REPO, Project, fix_script, fix_sessions, propose
 
 from app.pipelines.commands.approve import decision_of
 from app.pipelines.fix.approval_texts import (
@@ -147,7 +147,7 @@ async def test_ci_on_a_fix_waiting_for_approval_starts_no_new_fix(app_stack, git
     await app_stack.run_jobs()
     latest = (await app_stack.store.list_jobs(kind="fix"))[0]
     assert "waits for a person's approval" in latest.result["skipped"]
-    assert len(app_stack.sim.sessions) == 1
+    assert len(fix_sessions(app_stack.sim)) == 1
 
 
 async def test_a_decision_made_before_the_fix_job_ends_is_what_its_check_run_shows(app_stack, git_repo, deliver):

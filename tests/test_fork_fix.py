@@ -86,6 +86,6 @@ async def test_a_failed_workflow_run_on_a_fork_pr_without_pull_requests_gets_sug
     [job] = await app_stack.store.list_jobs()
     assert job.pr_number is None and job.payload["pull_requests"] == []
     assert job.result["pr_number"] == 7 and job.result["delivery"] == "offered"
-    [session] = app_stack.sim.sessions.values()
+    [session] = app_stack.sim.sessions.values()  # a fork's fix is offered, never verified: one session
     assert "job_id=4402" in session.user_messages[0]["content"][0]["text"]
     assert_fix_offered_as_suggestions(app_stack)

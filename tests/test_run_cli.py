@@ -291,6 +291,9 @@ async def test_fix_dry_run_prints_the_fix_pull_request_and_its_patch(run_env, gi
     assert "── The patch (the agents' last accepted propose_fix call)" in text
     assert "+def sum_after_first(items):" in text
     assert "── Check run “prmedic fix”: neutral — Change proposed:" in text
+    # The fix commit was not made, so no verifier could check it out: the fix says so instead.
+    assert not [s for s in managed_agents.sim.sessions.values() if s.agent["name"] == "verifier"]
+    assert "this is a dry run" in text
 
 
 async def test_describe_dry_run_prints_the_new_description(run_env, github_server, managed_agents, git_repo):

@@ -7,8 +7,19 @@ from types import SimpleNamespace as NS
 
 from anthropic.types.beta import BetaManagedAgentsSessionUsage
 
+from app.agents.tool_policy import ToolIdentity
 from app.sessions import SessionFailed, SessionRetryable
-from app.sessions.state import Answer, Deny, EventWindow, Fail, Finish, SendTask, SessionState, ToolUse, Wait
+from app.sessions.state import (
+    Answer,
+    Confirm,
+    EventWindow,
+    Fail,
+    Finish,
+    SendTask,
+    SessionState,
+    ToolUse,
+    Wait,
+)
 
 _ids = itertools.count(1)
 
@@ -110,13 +121,25 @@ def test_a_result_already_in_the_log_is_not_answered_again():
     assert state.pending == [] and state.next_action() == Wait()
 
 
-def test_a_built_in_tool_waiting_for_confirmation_is_denied():
+def test_a_tool_waiting_for_confirmation_is_put_to_the_policy_with_its_identity():
     ask = event("agent.tool_use", name="bash", evaluated_permission="ask")
-    state = started(ask, idle("requires_action", ask.id))
-    assert state.next_action() == Deny(ask.id)
+    mcp = event("agent.mcp_tool_use", name="get_issue", mcp_server_name="linear", evaluated_permission="ask")
+    state = started(ask, mcp, idle("requires_action", ask.id, mcp.id))
+    assert state.next_action() == Confirm(ask.id, ToolIdentity("bash"))
     state.mark_answered(ask.id)
-    state.mark_denied(ask.id)
+    state.mark_confirmed(ask.id)
+    assert state.next_action() == Confirm(mcp.id, ToolIdentity("get_issue", "linear"))
+    state.mark_answered(mcp.id)
+    state.mark_confirmed(mcp.id)
     assert state.next_action() == Wait() and not state.confirmations
+
+
+def test_confirmations_in_the_log_are_counted_by_result_once_each():
+    allowed, denied = (event("agent.tool_use", name="web_fetch", evaluated_permission="ask") for _ in range(2))
+    answers = [event("user.tool_confirmation", tool_use_id=allowed.id, result="allow"),
+               event("user.tool_confirmation", tool_use_id=denied.id, result="deny")]
+    state = started(allowed, denied, *answers, answers[1])  # a re-read event counts once
+    assert state.confirmed == {"allow": 1, "deny": 1} and not state.confirmations
 
 
 def test_end_turn_finishes_with_the_final_message_of_the_main_thread():

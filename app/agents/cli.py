@@ -69,6 +69,8 @@ def roles(definitions) -> dict[str, list[str]]:
         for depth, name in teams.leads.items():
             found.setdefault(name, []).append(f"{depth} lead")
         found.setdefault(teams.router, []).append("router")
+        if teams.verifier:
+            found.setdefault(teams.verifier, []).append("verifier")
     for agent in definitions.agents.values():
         for callee in agent.callable_agents:
             found.setdefault(callee, []).append(f"called by {agent.name}")

@@ -39,8 +39,12 @@ _cache: dict[tuple[str, int, str], str] = {}  # (API base URL, store, name) → 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
-def derive_environment(base: EnvironmentDefinition, extension: EnvironmentExtension) -> EnvironmentDefinition:
-    """The base definition with the extension applied, named after the result's content."""
+def derive_environment(base: EnvironmentDefinition, extension: EnvironmentExtension | None, *,
+                       allow_mcp_servers: bool = False) -> EnvironmentDefinition:
+    """The base definition with the extension applied and, for a job with MCP servers, its limited
+    networking opened to the MCP servers configured on the session's agent (nothing else); named
+    after the result's content."""
+    extension = extension or EnvironmentExtension()
     packages = base.packages.model_dump()
     for manager in ("pip", "apt", "npm"):
         packages[manager] = list(dict.fromkeys([*packages[manager], *getattr(extension.packages, manager)]))
@@ -50,13 +54,16 @@ def derive_environment(base: EnvironmentDefinition, extension: EnvironmentExtens
         # Packages under limited networking need the package registries (the API requires it).
         networking = networking.model_copy(update={
             "allowed_hosts": hosts,
-            "allow_package_managers": networking.allow_package_managers or any(packages[m] for m in PACKAGE_MANAGERS)})
-    derived = replace(base, packages=Packages(**packages), networking=networking,
-                      source=f"{base.source} + .github/prmedic.yml")
+            "allow_package_managers": networking.allow_package_managers or any(packages[m] for m in PACKAGE_MANAGERS),
+            "allow_mcp_servers": networking.allow_mcp_servers or allow_mcp_servers})
+    source = f"{base.source} + .github/prmedic.yml" if extension.extends else base.source
+    derived = replace(base, packages=Packages(**packages), networking=networking, source=source)
     content = json.dumps({"base": base.name, "config": derived.config_param()}, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(content.encode()).hexdigest()[:8]
+    added = [f"packages: {_summary(extension)}"] if extension.extends else []
+    added += ["MCP servers allowed"] if allow_mcp_servers else []
     description = (f"{base.description or base.name} Extended by a repository's .github/prmedic.yml "
-                   f"(packages: {_summary(extension)}).")
+                   f"({'; '.join(added)}).")
     return replace(derived, name=f"{DERIVED_PREFIX}{base.name}-{digest}", description=description[:2000])
 
 
@@ -93,12 +100,18 @@ def forget_derived() -> None:
 
 async def environment_for_job(client: anthropic.AsyncAnthropic, store: Store, team: SyncedAgents,
                               choice: str | EnvironmentExtension | None, repo_language: str | None, *,
-                              definitions: Definitions | None = None, verify: bool = False) -> str:
-    """The environment id for a job: its extension's derived environment (made sure to exist),
-    else the synced environment `choose_environment` picks."""
+                              definitions: Definitions | None = None, verify: bool = False,
+                              allow_mcp_servers: bool = False) -> str:
+    """The environment id for a job: its extension's derived environment, or (for a job with MCP
+    servers) one whose networking allows them, made sure to exist; else the synced environment
+    `choose_environment` picks."""
     name = choose_environment(choice, repo_language, available=list(team.environments))
     definitions = definitions or default_definitions()
-    if not isinstance(choice, EnvironmentExtension) or not choice.extends or name not in definitions.environments:
+    extension = choice if isinstance(choice, EnvironmentExtension) and choice.extends else None
+    if (extension is None and not allow_mcp_servers) or name not in definitions.environments:
         return team.environment_id(name)
-    derived = derive_environment(definitions.environments[name], choice)
+    base = definitions.environments[name]
+    derived = derive_environment(base, extension, allow_mcp_servers=allow_mcp_servers)
+    if extension is None and derived.networking == base.networking:
+        return team.environment_id(name)  # unrestricted networking already reaches the MCP servers
     return await ensure_derived(client, store, derived, verify=verify)

@@ -5,11 +5,14 @@ the pull requests no plain rule decides (docs/architecture.md, "Agents and envir
     standard: coordinator-standard
     deep: coordinator      # also leads every fix and command
     router: router
+    verifier: verifier     # optional: checks each fix, in a session of its own, before delivery
 
 Checked against the agents: each entry names a defined agent; the three review leads hold
-`publish_review`; the router has no tools, custom tools or callable agents. The roles of the
-agents themselves (`role_problems`): custom tools only on a lead (named here, or an agent with
-callable agents), and an agent that is called cannot call agents itself (one level of sub-agents).
+`publish_review`; the router has no tools, custom tools or callable agents; the verifier holds
+`report_verification` and no other custom tool, calls no agent, and cannot edit or write files.
+The roles of the agents themselves (`role_problems`): custom tools only on a lead (named here, or
+an agent with callable agents) or the verifier, and an agent that is called cannot call agents
+itself (one level of sub-agents).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class TeamsFile(BaseModel):
     standard: str = Field(pattern=_NAME)
     deep: str = Field(pattern=_NAME)
     router: str = Field(pattern=_NAME)
+    verifier: str | None = Field(None, pattern=_NAME)
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,12 @@ class Teams:
     deep: str
     router: str
     source: str = f"agents/{TEAMS_FILE}"
+    verifier: str | None = None  # None: fixes are delivered without an independent verification
 
     @classmethod
     def from_file(cls, data: TeamsFile, source: str) -> Teams:
-        return cls(light=data.light, standard=data.standard, deep=data.deep, router=data.router, source=source)
+        return cls(light=data.light, standard=data.standard, deep=data.deep, router=data.router, source=source,
+                   verifier=data.verifier)
 
     def lead(self, depth: str) -> str:
         """The name of the agent that leads a review of `depth` (unknown depths: the deep lead)."""
@@ -82,6 +88,28 @@ def team_problems(teams: Teams, agents: Mapping[str, _Agent]) -> list[str]:
         elif field == "router" and (agent.tools or agent.custom_tools or agent.callable_agents):
             problems.append(f"{teams.source}: field 'router': {name!r} must have no tools, custom tools or callable "
                             f"agents ({agent.source}): it reads untrusted pull request data")
+    if teams.verifier is not None:
+        problems += _verifier_problems(teams, agents.get(teams.verifier), known)
+    return problems
+
+
+VERIFIER_TOOLS = ("report_verification",)
+
+
+def _verifier_problems(teams: Teams, agent: _Agent | None, known: str) -> list[str]:
+    """The verifier checks a fix it must not change, and reports only through `report_verification`."""
+    where = f"{teams.source}: field 'verifier'"
+    if agent is None:
+        return [f"{where}: no agent named {teams.verifier!r} (defined: {known})"]
+    problems = []
+    if tuple(agent.custom_tools) != VERIFIER_TOOLS:
+        problems.append(f"{where}: {teams.verifier!r} must hold exactly the custom tool report_verification "
+                        f"({agent.source}, field 'custom_tools')")
+    if agent.callable_agents:
+        problems.append(f"{where}: {teams.verifier!r} must call no agents ({agent.source}, field 'callable_agents')")
+    if {"edit", "write"} & set(agent.tools):
+        problems.append(f"{where}: {teams.verifier!r} must not edit or write files: it checks the committed fix "
+                        f"({agent.source}, field 'tools')")
     return problems
 
 
@@ -89,12 +117,14 @@ def role_problems(agents: Mapping[str, _Agent], teams: Teams | None, agents_labe
     """Custom tools only on leads; callable agents exist, are not the caller, and call nobody."""
     problems = []
     leads = set(teams.leads.values()) if teams is not None else set()
+    if teams is not None and teams.verifier is not None:
+        leads.add(teams.verifier)  # not a lead, but it reports through its own custom tool
     if not any(a.callable_agents for a in agents.values()):
         problems.append(f"{agents_label}/: no coordinator (an agent with 'callable_agents')")
     for name, agent in agents.items():
         if agent.custom_tools and name not in leads and not agent.callable_agents:
             problems.append(f"{agent.source}: field 'custom_tools': only a lead holds custom tools (an agent with "
-                            f"'callable_agents', or one named in {agents_label}/{TEAMS_FILE})")
+                            f"'callable_agents', or one named in {agents_label}/{TEAMS_FILE}, or the verifier)")
         for callee in agent.callable_agents:
             target = agents.get(callee)
             if callee == name:

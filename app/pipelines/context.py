@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gidgethub.abc import GitHubAPI
 
+from app.agents.mcp import repository_servers
 from app.errors import PermanentError
 from app.repo_config import LoadedConfig, RepoConfig, fetch_repo_config
 from app.store import Job, Store
@@ -56,6 +57,9 @@ class JobContext:
     # The repository config this attempt already read (`prepare`): a command that runs the review
     # or fix pipeline hands its context on, and the config is not fetched twice.
     repo_config: LoadedConfig | None = None
+    # `prmedic run --dry-run`: GitHub's answers to writes are made up here, so a commit prmedic "made"
+    # does not exist, and no verifier session can check it out.
+    simulated_writes: bool = False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prmedic.pipeline"))
 
 
@@ -105,6 +109,9 @@ async def prepare(ctx: JobContext) -> PipelineRun:
     gh = await ctx.github.installation_client(ctx.job.installation_id)
     if ctx.repo_config is None:
         ctx.repo_config = await fetch_repo_config(gh, ctx.job.repo, default_branch(ctx))
+        # `mcp:` names the operator did not configure are config problems like any other.
+        ctx.repo_config.errors += repository_servers(ctx.repo_config.config.mcp,
+                                                     getattr(ctx.settings, "mcp_servers", ()))[1]
     return PipelineRun(ctx=ctx, gh=gh, loaded=ctx.repo_config)
 
 

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from app.agents.derived import environment_for_job
+from app.agents.mcp import mcp_overrides, repository_servers
 from app.agents.per_job import render_system_prompt
 from app.agents.sync import SyncedAgents, default_definitions, ensure_synced
 from app.agents.teams import Depth
@@ -85,15 +86,22 @@ async def run_agents(
     if head_sha is not None or pr_number is not None:
         job = job.model_copy(update={"head_sha": head_sha or job.head_sha, "pr_number": pr_number or job.pr_number})
 
+    # The operator's MCP servers this repository opted into (an unknown name is a config problem,
+    # reported by `prepare`): the lead gets their toolsets and vaults, the environment reaches them.
+    servers, _ = repository_servers(run.config.mcp, getattr(run.ctx.settings, "mcp_servers", ()))
+    mcp = mcp_overrides(lead, servers, runtime.settings.tool_policy) if servers else None
+
     async def session_with(team: SyncedAgents, *, verify: bool = False) -> SessionOutcome:
         environment_id = await environment_for_job(client, run.ctx.store, team, run.config.environment, repo_language,
-                                                   verify=verify)
+                                                   verify=verify, allow_mcp_servers=mcp is not None)
         agent = team.lead(depth or "deep")
         spec = SessionSpec.for_job(
             job, task=task, agent_id=agent.id, agent_version=agent.version,
             environment_id=environment_id, budget_cents=int(round(budget_usd * 100)),
             title=title, system_override=system,
         )
+        if mcp is not None:
+            spec.agent_tools, spec.mcp_servers, spec.vault_ids = mcp.tools, mcp.mcp_servers, mcp.vault_ids
         progress: Progress | None = None
         if run.check_run_id is not None:
             # The pipeline completes the check run right after the session, so a last report still

@@ -18,10 +18,17 @@ AMBIGUOUS_CREATE_STATUS = frozenset({500, 502, 504})
 def create_params(spec: SessionSpec, token: str, *, github_web_url: str) -> dict[str, Any]:
     """The `sessions.create` arguments: the agent pinned to a version, the repository mounted at
     the head commit with `token` (an empty one mounts a public repository without any; none at all
-    when the spec says not to mount it), metadata, a title and the budget."""
+    when the spec says not to mount it), metadata, a title and the budget; the agent with overrides
+    (its prompt, its tools and MCP servers) and the vaults when the spec has them."""
     agent: dict[str, Any] = {"type": "agent", "id": spec.agent_id}
-    if spec.system_override is not None:
-        agent = {"type": "agent_with_overrides", "id": spec.agent_id, "system": spec.system_override}
+    if spec.system_override is not None or spec.agent_tools is not None or spec.mcp_servers:
+        agent = {"type": "agent_with_overrides", "id": spec.agent_id}
+        if spec.system_override is not None:
+            agent["system"] = spec.system_override
+        if spec.agent_tools is not None:
+            agent["tools"] = spec.agent_tools
+        if spec.mcp_servers:
+            agent["mcp_servers"] = spec.mcp_servers
     if spec.agent_version is not None:
         agent["version"] = spec.agent_version
     metadata = {"prmedic_job": str(spec.job_id), "repository": spec.repo, "kind": spec.kind}
@@ -44,6 +51,8 @@ def create_params(spec: SessionSpec, token: str, *, github_web_url: str) -> dict
                                + (f"#{spec.pr_number}" if spec.pr_number is not None else "")
                                + f" @ {spec.head_sha[:7]}",
     }
+    if spec.vault_ids:
+        params["vault_ids"] = list(spec.vault_ids)
     if spec.budget_cents:
         params["budget"] = {"type": "limit",
                             "max_list_cost": {"amount": str(int(spec.budget_cents)), "currency": "USD"}}

@@ -18,7 +18,9 @@ The life of a session, as `SessionRun.run` drives it (`SessionRuntime.run`, in
    5xx, or a clean EOF before the end) is reopened with backoff 0.5 s doubling to 10 s.
 3. **Act on state, not on single events.** After each batch (the back-fill, then every live
    event) the runner asks the state for the next action (send the task, answer the pending
-   custom tool calls, finish, fail). Each custom tool call is claimed in the
+   custom tool calls and tool confirmations, finish, fail). A confirmation is allowed or denied by
+   the operator's tool policy (`app/agents/tool_policy.py`), logged with the job, and counted in
+   the outcome. Each custom tool call is claimed in the
    store before its handler runs and its result stored before it is sent, so a call runs at
    most once even across a restart: a stored result is re-sent, never re-executed, and a call
    whose process died mid-handler is answered with an error telling the agent to check before
@@ -49,13 +51,14 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 import httpx2
 
+from app.agents.tool_policy import decide
 from app.errors import describe
 from app.logs import redact
 from app.sessions.api import (AMBIGUOUS_CREATE_STATUS, RETRYABLE_4XX, api_message, create_params, duration_text,
                               repository_resource_id, retry_after, status_text)
 from app.sessions.errors import SessionFailed, SessionRetryable
 from app.sessions.rotation import TokenRotation
-from app.sessions.state import Answer, Deny, Fail, Finish, SendTask, SessionState, ToolUse, Wait
+from app.sessions.state import Answer, Confirm, Fail, Finish, SendTask, SessionState, ToolUse, Wait
 from app.sessions.types import SessionOutcome, SessionSpec
 from app.store import JobState, ToolCallRecord
 from app.tools.registry import ToolContext, ToolRegistry
@@ -104,7 +107,7 @@ class SessionRun:
 
     # -- top level -----------------------------------------------------------------------------
     async def run(self) -> SessionOutcome:
-        record = await self.rt.store.get_open_session(self.spec.job_id)
+        record = None if self.spec.inner else await self.rt.store.get_open_session(self.spec.job_id)
         if record is not None and await self._attach(record.session_id):
             self.resumed = True
             created_at = record.created_at
@@ -322,7 +325,7 @@ class SessionRun:
             if isinstance(action, SendTask):
                 await self._send_task()
                 return
-            if isinstance(action, (Deny, Answer)):
+            if isinstance(action, (Confirm, Answer)):
                 if action.event_id in tried:  # it was not marked answered: never loop on it
                     return
                 tried.add(action.event_id)
@@ -341,19 +344,18 @@ class SessionRun:
             session_id=self.sid, stop_reason=stop_reason, budget_reached=budget_reached, usage=state.usage,
             list_cost_cents=state.list_cost_cents, tool_calls=self.tool_calls, resumed=self.resumed,
             final_message=state.final_message, duration_seconds=time.monotonic() - self.started,
-            errors=list(state.errors), token_rotations=self.rotation.count if self.rotation is not None else 0)
+            errors=list(state.errors), token_rotations=self.rotation.count if self.rotation is not None else 0,
+            confirmations=dict(state.confirmed))
 
     async def _send_task(self) -> None:
         event = {"type": "user.message", "content": [{"type": "text", "text": self.spec.task}]}
         await self.rt.send_client.beta.sessions.events.send(self.sid, events=[event])
         self.state.mark_task_sent()
 
-    async def _answer(self, action: Answer | Deny) -> None:
+    async def _answer(self, action: Answer | Confirm) -> None:
         event_id = action.event_id
-        if isinstance(action, Deny):
-            await self._send(event_id, {"type": "user.tool_confirmation", "tool_use_id": event_id, "result": "deny",
-                                        "deny_message": "prmedic does not approve tool calls interactively."})
-            self.state.mark_denied(event_id)
+        if isinstance(action, Confirm):
+            await self._confirm(action)
             return
         use = action.use or await self._find_tool_use(event_id)
         if use is None:
@@ -378,6 +380,22 @@ class SessionRun:
         if self.job_stopped is not None:
             # The job was stopped by another process: stop now rather than at the worker's next poll.
             self.rt.store.announce_stopped({self.spec.job_id: self.job_stopped})
+
+    async def _confirm(self, action: Confirm) -> None:
+        """Allow or deny a tool waiting for a confirmation, by the operator's tool policy."""
+        decision = decide(action.tool, self.cfg.tool_policy)
+        label = action.tool.label if action.tool is not None else "unknown"
+        log.log(logging.INFO if decision.allow else logging.WARNING,
+                "job %d: tool confirmation for %s %s: %s", self.spec.job_id, label,
+                "allowed" if decision.allow else "denied", decision.reason,
+                extra={"job": self.spec.job_id, "session_id": self.sid, "tool_use_id": action.event_id, "tool": label,
+                       "decision": "allow" if decision.allow else "deny"})
+        event: dict[str, Any] = {"type": "user.tool_confirmation", "tool_use_id": action.event_id,
+                                 "result": "allow" if decision.allow else "deny"}
+        if not decision.allow:
+            event["deny_message"] = decision.reason
+        await self._send(action.event_id, event)
+        self.state.mark_confirmed(action.event_id)
 
     async def _run_handler(self, event_id: str, name: str, raw: Any) -> ToolCallRecord:
         """Run a claimed tool call and store its result, unless the job is no longer running

@@ -77,17 +77,24 @@ class SessionRuntime:
         """Run (or resume) the job's session to its end.
 
         Raises `SessionFailed` (permanent) or `SessionRetryable` (transient); on cancellation the
-        session is interrupted if the job was cancelled or superseded.
+        session is interrupted if the job was cancelled or superseded. An `inner` session (a fix's
+        verifier, started by a tool of the job's session) runs within its caller's slot of the cap.
         """
+        if spec.inner:
+            return await self._run(spec, ctx, tools, token_provider)
         async with self.semaphore:
-            self.active += 1
-            try:
-                run = SessionRun(self, spec, ctx, tools or self.tools, token_provider or self.token_provider(spec))
-                return await run.run()
-            finally:
-                self.active -= 1
-                if ctx.progress is not None:
-                    await ctx.progress.aclose()
+            return await self._run(spec, ctx, tools, token_provider)
+
+    async def _run(self, spec: SessionSpec, ctx: ToolContext, tools: ToolRegistry | None,
+                   token_provider: TokenProvider | None) -> SessionOutcome:
+        self.active += 1
+        try:
+            run = SessionRun(self, spec, ctx, tools or self.tools, token_provider or self.token_provider(spec))
+            return await run.run()
+        finally:
+            self.active -= 1
+            if ctx.progress is not None:
+                await ctx.progress.aclose()
 
 
 async def _no_token() -> str:

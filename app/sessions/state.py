@@ -7,7 +7,9 @@ the state rather than on single events is what makes a resumed session, a re-rea
 reconnect harmless (docs/architecture.md, "Sessions"):
 
 - the task is sent if the log has no `user.message` yet;
-- the ids of the latest `requires_action` that have no answer in the log are answered, one by one;
+- the ids of the latest `requires_action` that have no answer in the log are answered, one by one:
+  a custom tool call with its result, a tool waiting for a confirmation by the operator's tool
+  policy (`app/agents/tool_policy.py`, applied by the runner);
 - `end_turn` finishes, `budget_reached` finishes flagged; `retries_exhausted`, a terminal error
   and a termination fail for now (a retry makes a new session); `refusal` fails for good; a
   `repository_*` error fails for good and interrupts the session (it would work without the code).
@@ -19,6 +21,7 @@ import collections
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from app.agents.tool_policy import ToolIdentity
 from app.logs import redact
 from app.sessions.errors import SessionFailed, SessionRetryable
 
@@ -44,10 +47,12 @@ class SendTask:
 
 
 @dataclass(frozen=True)
-class Deny:
-    """Deny a built-in tool call that waits for a confirmation (nobody approves interactively)."""
+class Confirm:
+    """Answer a built-in or MCP tool call that waits for a confirmation, by the tool policy;
+    `tool` is None when its tool-use event was not seen."""
 
     event_id: str
+    tool: ToolIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Fail:
     interrupt: bool = False
 
 
-Action = Wait | SendTask | Deny | Answer | Finish | Fail
+Action = Wait | SendTask | Confirm | Answer | Finish | Fail
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,7 +125,8 @@ class SessionState:
         self.task_seen = False
         self.task_sent = False
         self.tool_uses: dict[str, ToolUse] = {}  # unanswered custom tool uses
-        self.confirmations: set[str] = set()  # built-in tool uses waiting for a confirmation
+        self.confirmations: dict[str, ToolIdentity] = {}  # tool uses waiting for a confirmation
+        self.confirmed: collections.Counter[str] = collections.Counter()  # confirmations in the log, by result
         self.answered: set[str] = set()
         self.pending: list[str] = []
         self.failure: SessionFailed | SessionRetryable | None = None
@@ -160,11 +166,12 @@ class SessionState:
         elif t == "user.custom_tool_result":
             self.mark_answered(ev.custom_tool_use_id)
         elif t in ("agent.tool_use", "agent.mcp_tool_use"):
-            if getattr(ev, "evaluated_permission", None) == "ask":
-                self.confirmations.add(ev.id)
+            if getattr(ev, "evaluated_permission", None) == "ask" and ev.id not in self.answered:
+                self.confirmations[ev.id] = ToolIdentity.of_event(ev)
         elif t == "user.tool_confirmation":
-            self.confirmations.discard(ev.tool_use_id)
+            self.confirmations.pop(ev.tool_use_id, None)
             self.answered.add(ev.tool_use_id)
+            self.confirmed[ev.result] += 1
         elif t == "user.message":
             self.task_seen = True
         elif t == "session.status_idle":
@@ -236,8 +243,8 @@ class SessionState:
     def mark_interrupted(self) -> None:
         self.interrupt_needed = False
 
-    def mark_denied(self, event_id: str) -> None:
-        self.confirmations.discard(event_id)
+    def mark_confirmed(self, event_id: str) -> None:
+        self.confirmations.pop(event_id, None)
 
     def skip(self, event_id: str) -> None:
         """Leave a call that cannot be answered (its tool use is nowhere in the log)."""
@@ -245,7 +252,7 @@ class SessionState:
 
     # -- state → action ------------------------------------------------------------------------
     def next_action(self) -> Action:
-        """What to do now. After `Deny` or `Answer` ask again: the next pending call follows."""
+        """What to do now. After `Confirm` or `Answer` ask again: the next pending call follows."""
         if self.failure is not None:
             return Fail(self.failure, interrupt=self.interrupt_needed and self.status != "terminated")
         if self.status == "terminated":
@@ -264,7 +271,7 @@ class SessionState:
                 if event_id in self.answered:
                     continue
                 if event_id in self.confirmations:
-                    return Deny(event_id)
+                    return Confirm(event_id, self.confirmations[event_id])
                 return Answer(event_id, self.tool_uses.get(event_id))
         elif reason == "end_turn" and self.task_seen:
             return Finish("end_turn")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.agents.tool_policy import ToolPolicy
 from app.errors import PermanentError
 from app.sessions.cost import JobCost, session_cost
 from app.store import Job
@@ -31,6 +32,8 @@ class SessionSettings:
     interrupt_timeout: float = 10.0
     dedup_window: int = 256
     request_keepalive: int = 16
+    # Which tools' confirmations are allowed (`user.tool_confirmation`); every other is denied.
+    tool_policy: ToolPolicy = field(default_factory=ToolPolicy)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "SessionSettings":
@@ -41,6 +44,7 @@ class SessionSettings:
                            ("github_web_url", "github_web_url")):
             if getattr(settings, attr, None) is not None:
                 values[name] = getattr(settings, attr)
+        values["tool_policy"] = ToolPolicy.from_settings(settings)
         values.update(overrides)
         return cls(**values)
 
@@ -70,6 +74,15 @@ class SessionSpec:
     mount_repository: bool = True
     # A shorter limit than the runtime's `max_duration_seconds` for this one session.
     max_duration_seconds: float | None = None
+    # MCP servers (app/agents/mcp.py): the lead's tools in full plus their toolsets (the override
+    # replaces the agent's list), the servers (`url` type) and the vaults with their credentials.
+    agent_tools: list[dict[str, Any]] | None = None
+    mcp_servers: list[dict[str, Any]] = field(default_factory=list)
+    vault_ids: list[str] = field(default_factory=list)
+    # A session a tool of the job's running session starts and waits for (a fix's verifier): it
+    # never resumes the job's open session (that is the caller's) and takes no second slot of the
+    # runtime's cap (the caller holds one while its tool runs; waiting for another could deadlock).
+    inner: bool = False
 
     @classmethod
     def for_job(cls, job: Job, *, task: str, agent_id: str, environment_id: str,
@@ -97,6 +110,8 @@ class SessionOutcome:
     token_rotations: int = 0
     # Each thread's agent model and usage, read when the session ended (None: not known).
     threads_usage: list[tuple[str, dict[str, Any] | None]] | None = None
+    # Tool confirmations answered in the session, by result (`allow`, `deny`).
+    confirmations: dict[str, int] = field(default_factory=dict)
 
     @property
     def cost(self) -> JobCost:
@@ -114,5 +129,7 @@ class SessionOutcome:
             "list_cost_usd": None if self.list_cost_cents is None else round(self.list_cost_cents / 100, 2),
             "tool_calls": self.tool_calls, "resumed": self.resumed, "duration_seconds": round(self.duration_seconds, 1),
             "session_errors": self.errors, "cost": self.cost.as_dict(),
+            "tool_confirmations": {"allowed": self.confirmations.get("allow", 0),
+                                   "denied": self.confirmations.get("deny", 0)},
         }
 

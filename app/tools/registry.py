@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the pipelines' own state, named for the reader; never impor
     from app.pipelines.context import PipelineRun
     from app.pipelines.fix.ci_logs import CiLogs
     from app.pipelines.fix.propose import FixTarget
+    from app.pipelines.fix.verify import Verification
     from app.pipelines.review.endings import ReviewPosts
     from app.pipelines.review.publish import ReviewSession
 
@@ -85,6 +86,7 @@ class ToolContext:
     fix: FixTarget | None = None  # a fix job: what propose_fix checks and delivers
     ci_logs: CiLogs | None = None  # a fix job: the failing checks read_ci_log reads
     describe: DescribeTarget | None = None  # a `/describe` job: where write_description writes
+    verification: Verification | None = None  # a fix's verifier session: where report_verification reports
 
     @property
     def repo(self) -> str:

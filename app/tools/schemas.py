@@ -156,6 +156,43 @@ class ProposeFixInput(_Input):
     title: str = Field(min_length=1, max_length=256)
     body: str = Field("", description="What the fix does and why (Markdown).")
     patch: str = Field(min_length=1, description="A unified diff as `git diff` writes it.")
+    verify_commands: list[str] = Field(
+        default_factory=list, max_length=10,
+        description="The command(s) that show the fix works, exactly as you ran them in the container: the failing "
+                    "CI command first (e.g. `pytest -q tests/test_calc.py`). An independent verifier runs them at the "
+                    "fix commit before anything is delivered.")
+
+    @field_validator("verify_commands")
+    @classmethod
+    def _commands(cls, commands: list[str]) -> list[str]:
+        cleaned = [c.strip() for c in commands]
+        for command in cleaned:
+            if not command or len(command) > 1000 or "\n" in command:
+                raise ValueError("each command is one non-empty line of at most 1000 characters")
+        return list(dict.fromkeys(cleaned))
+
+
+class VerifiedCommand(_Input):
+    command: str = Field(min_length=1, max_length=1000, description="The command, exactly as run.")
+    exit_code: int = Field(strict=True, description="Its exit status (0: success).")
+    output_tail: str = Field("", max_length=20_000, description="The last lines of its output (at most ~40).")
+
+    aliases: ClassVar[dict[str, str]] = {"cmd": "command", "exit_status": "exit_code", "output": "output_tail"}
+
+
+class ReportVerificationInput(_Input):
+    """The verifier's report: each command run at the fix commit, and whether the fix holds."""
+
+    passed: bool = Field(strict=True, description="true only if every command exited 0 and showed the fix works.")
+    commands: list[VerifiedCommand] = Field(min_length=1, max_length=30,
+                                            description="Every command you ran to verify, in order.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReportVerificationInput:
+        failed = [c.command for c in self.commands if c.exit_code != 0]
+        if self.passed and failed:
+            raise ValueError(f"passed is true but {failed[0]!r} exited non-zero; report passed: false")
+        return self
 
 
 class ReadCiLogInput(_Input):
@@ -224,11 +261,22 @@ CUSTOM_TOOLS: dict[str, CustomTool] = {tool.name: tool for tool in (
         "propose_fix", ProposeFixInput,
         "Propose a fix as one unified diff (the output of `git diff` run at the repository root in the container, "
         "paths relative to that root). The app checks the paths and size, applies it to the pull request's head "
-        "commit, and opens a fix pull request (or pushes, if the repository's config says so). The answer is the "
-        "URL, or the reason it was refused (e.g. a hunk does not apply) so you can correct it.",
+        "commit, and opens a fix pull request (or pushes, if the repository's config says so). Before anything is "
+        "delivered, an independent verifier runs `verify_commands` (and the tests of the touched code) at the fix "
+        "commit. The answer is the URL, or the reason it was refused (a hunk does not apply, the verification "
+        "failed, with its output) so you can correct it.",
         "app.pipelines.fix.propose:propose_fix", needs="fix",
         instead="Only a fix job (a failing CI check) delivers patches. In a review, put the fix in the finding's "
                 "`suggestion` (publish_review) or describe it in the comment's body."),
+    CustomTool(
+        "report_verification", ReportVerificationInput,
+        "Report the independent verification of a fix, once, when you are done: each command you ran at the fix "
+        "commit with its exit code and the last lines of its output, and `passed` (true only if every command "
+        "succeeded). The fix is delivered only if it passed; otherwise your report goes back to the agents that "
+        "made it.",
+        "app.pipelines.fix.verify:report_verification", needs="verification",
+        instead="Only the verifier of a fix reports a verification. Deliver a fix with propose_fix; an independent "
+                "verifier checks it."),
     CustomTool(
         "read_ci_log", ReadCiLogInput,
         "Read a slice of a failing CI job's log, by the job id or check run id named in the task message (exactly "

@@ -37,6 +37,7 @@ class FixBrief:
     purpose: str = "repair"  # repair | change | tests
     instructions: str | None = None  # the command's words (untrusted)
     base_sha: str | None = None
+    verify: bool = True  # `fix.verify`: a verifier session runs `verify_commands` before delivery
 
 
 def _fenced(tag: str, title: str, text: str) -> str:
@@ -94,6 +95,10 @@ def _rules(b: FixBrief) -> list[str]:
                                      "may not be changed: the app refuses such patches."),
         f"- The patch may be at most {b.max_patch_bytes} bytes; no binary files, symlinks or mode changes, "
         "nothing under `.git/`.",
+        *(["- Before anything is delivered, an independent verifier runs the `verify_commands` you give "
+           "`propose_fix` (the failing command first, exactly as you ran it) and the tests of the files you touched, "
+           "at the fix commit. If it fails, `propose_fix` answers with its output: fix that and propose again."]
+          if b.verify and b.delivery != "offered" else []),
     ]
 
 

@@ -12,6 +12,7 @@ from gidgethub import BadRequest
 from app.logs import redact
 from app.pipelines.diff import FileChange
 from app.pipelines.fix.patches import Change, FilePatch, TreeEntry
+from app.pipelines.fix.verify_texts import verification_refusal
 from app.pipelines.markdown import fence, fence_ticks
 from app.tools import ToolError
 from app.tools.comments import upsert_comment
@@ -144,7 +145,8 @@ def no_fix_comment(t: Any, why: str, final_message: str | None) -> str:
     parts = [f"### prmedic could not fix the failing CI\n\nprmedic could not produce a fix: {why} (attempt "
              f"{t.attempt} of {t.max_attempts} for {t.root_sha[:7]})."]
     if t.refusals:
-        parts.append("Why prmedic refused the last patch:\n\n" + fence(t.refusals[-1][:3000]))
+        parts.append(verification_refusal(t.refusals[-1]) if t.refused_by_verification else
+                     "Why prmedic refused the last patch:\n\n" + fence(t.refusals[-1][:3000]))
     if final_message and final_message.strip():
         parts.append("The agents' last message:\n\n> " + final_message.strip()[:2000].replace("\n", "\n> "))
     parts.append("The next failing CI run on this pull request starts a new attempt." if t.attempt < t.max_attempts

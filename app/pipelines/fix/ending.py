@@ -13,6 +13,7 @@ from app.pipelines.context import PipelineRun
 from app.pipelines.fix.approval import offer_decision
 from app.pipelines.fix.delivery import no_fix_comment, upsert_fix_comment
 from app.pipelines.fix.propose import FixTarget
+from app.pipelines.fix.verify_texts import failure_reason, verification_refusal
 from app.pipelines.fix_request import NOUN, PHRASE
 from app.pipelines.markdown import fence
 from app.pipelines.pr_state import stopped_by
@@ -27,6 +28,8 @@ def no_fix_reason(target: FixTarget, outcome: SessionOutcome | None, error: Base
     """Why the session proposed no fix, in words for a check run title."""
     if error is not None:
         return give_up_reason(error)
+    if target.refusals and target.refused_by_verification and target.verification is not None:
+        return failure_reason(target.verification)
     if target.refusals:
         lines = [line.strip() for line in target.refusals[-1].splitlines() if line.strip()] or ["refused"]
         first = next((line[2:] for line in lines if line.startswith("- ")), lines[0])
@@ -47,7 +50,8 @@ def command_no_fix_summary(target: FixTarget, why: str, final_message: str | Non
     """The check run summary of a command's work that proposed nothing (pure)."""
     parts = [f"prmedic proposed no {NOUN[target.purpose]} for `{target.command}` by @{target.requested_by}: {why}."]
     if target.refusals:
-        parts.append("Why prmedic refused the last patch:\n\n" + fence(target.refusals[-1][:3000]))
+        parts.append(verification_refusal(target.refusals[-1]) if target.refused_by_verification else
+                     "Why prmedic refused the last patch:\n\n" + fence(target.refusals[-1][:3000]))
     if final_message and final_message.strip():
         parts.append("The agents' last message:\n\n> " + final_message.strip()[:2000].replace("\n", "\n> "))
     return redact("\n\n".join(parts))
@@ -56,7 +60,7 @@ def command_no_fix_summary(target: FixTarget, why: str, final_message: str | Non
 async def finish(run: PipelineRun, target: FixTarget, outcome: SessionOutcome | None, *,
                  error: BaseException | None = None) -> None:
     """Complete the check run with the session's result; a CI fix without a fix also says so on the PR."""
-    footer = cost_and_duration(outcome, run)
+    footer = cost_and_duration(outcome, run, target.verification_cost)
     comment = None
     if target.delivered is not None and target.waiting is not None:
         await _offer(run, target, footer)

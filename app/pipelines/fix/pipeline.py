@@ -27,7 +27,9 @@ from app.pipelines.fix.approval_texts import AWAITING
 from app.pipelines.fix.brief import FixBrief, build_task
 from app.pipelines.fix.ci_logs import CiLogs, FailingCheck, gather_failures, read_ci_log
 from app.pipelines.fix.ending import finish, no_fix_reason, stopped
+from app.pipelines.fix.verify_texts import NOT_VERIFIED, NOT_VERIFIED_DRY_RUN
 from app.pipelines.fix.propose import FixTarget, propose_fix
+from app.pipelines.fix.verify import close_open_verifications
 from app.pipelines.fix_request import NOUN, FixDecision, FixRequest, nothing_failing
 from app.pipelines.session import run_agents
 from app.routing.fixes import fix_branch_name, fix_branch_pr
@@ -184,6 +186,8 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
                                        "pull_request")
     approval = cfg.approval == "required" and not fork and not follows_fix_branch
     command = req.slash if req.trigger == "command" else None
+    budget = req.budget_usd or run.config.budget.fix_usd
+    verify = cfg.verify and not run.ctx.simulated_writes
     target = FixTarget(
         repo=req.repo, pr_number=pr["number"], pr_url=pr["html_url"], head_sha=req.head_sha, root_sha=root,
         expected_pr_head=root if follows_fix_branch else req.head_sha, head_ref=pr["head"]["ref"],
@@ -191,7 +195,9 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
         fix_branch=previous.branch if follows_fix_branch else None, attempt=attempt,
         max_attempts=cfg.max_attempts, allow_workflows=cfg.allow_workflow_changes,
         max_patch_bytes=cfg.max_patch_bytes, job_id=run.job.id, purpose=req.purpose, command=command,
-        requested_by=req.requested_by, approval=approval,
+        requested_by=req.requested_by, approval=approval, verify=verify,
+        unverified=NOT_VERIFIED_DRY_RUN if run.ctx.simulated_writes else NOT_VERIFIED,
+        failing_checks=tuple(c.name for c in checks), budget_usd=budget,
         new_branch=f"{fix_branch_name(pr['number'], root)}-{req.purpose}-{run.job.id}" if command else None)
     title, summary = OPENING[req.purpose]
     await open_check_run(run, CHECK_NAMES["fix"], req.head_sha, title=title,
@@ -203,14 +209,17 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
         delivery="approval" if approval else delivery,
         allow_workflows=cfg.allow_workflow_changes, max_patch_bytes=cfg.max_patch_bytes, checks=checks,
         previous_fix=(f"{previous.url}" if previous is not None else None), requested_by=req.requested_by,
-        purpose=req.purpose, instructions=req.instructions, base_sha=(pr.get("base") or {}).get("sha")))
+        purpose=req.purpose, instructions=req.instructions, base_sha=(pr.get("base") or {}).get("sha"),
+        verify=verify))
     tools = default_registry()
     tools.register("propose_fix", ProposeFixInput, propose_fix)
     tools.register("read_ci_log", ReadCiLogInput, read_ci_log)
     kind = f"{command} ({NOUN[req.purpose]})" if command else "fix"
     try:
+        if run.job.attempts > 1:  # a verifier left open by a crash must not be resumed as the fix session
+            await close_open_verifications(run)
         outcome = await run_agents(
-            run, task=task, tools=tools, budget_usd=req.budget_usd or run.config.budget.fix_usd,
+            run, task=task, tools=tools, budget_usd=budget,
             head_sha=req.head_sha, pr_number=pr["number"],
             title=f"prmedic {kind} {req.repo}#{pr['number']} @ {req.head_sha[:7]}",
             fix=target, ci_logs=CiLogs(req.repo, checks),
@@ -224,6 +233,10 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
         raise
     await finish(run, target, outcome)
     result: dict[str, Any] = {"delivery": delivery, **(outcome.as_result() if outcome else {})}
+    if target.verification is not None:  # the job's cost is every session's: the fix's and its verifiers'
+        result["verification"] = target.verification.as_dict()
+    if outcome is not None and target.verification_cost is not None:
+        result["cost"] = outcome.cost.plus(target.verification_cost).as_dict()
     if attempt:
         result["attempt"] = attempt
     if target.delivered is not None:

@@ -1,5 +1,7 @@
-"""`propose_fix`: check the agents' patch against the pull request's head and deliver it (a fix PR,
-a pushed commit, or for forks suggestions / a patch comment); `FixTarget` is what it works on."""
+"""`propose_fix`: check the agents' patch against the pull request's head, commit it, have it
+verified independently (`verify.py`, unless `fix.verify: false`), and deliver it (a fix PR, a pushed
+commit, a fix awaiting approval, or for forks suggestions / a patch comment, which are not
+verified); `FixTarget` is what it works on."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from app.pipelines.fix.delivery import (FIX_MARKER, HeadMoved, Snapshot, create_
                                         open_fix_pr, post_suggestions, put_fix_branch, read_blobs,
                                         suggestion_comments, upsert_fix_comment)
 from app.pipelines.fix.patches import PatchError, apply_patch, check_patch, parse_patch, summarize
+from app.pipelines.fix.verify import VerificationFailed, VerificationsExhausted, verify_fix
+from app.pipelines.fix.verify_texts import NOT_VERIFIED, NOT_VERIFIED_FORK, VerificationResult, verification_section
 from app.pipelines.markdown import fence
 from app.routing.fixes import fix_branch_name
+from app.sessions.cost import JobCost
 from app.store import FixProposal
 from app.tools import ToolContext, ToolError
 from app.tools.schemas import ProposeFixInput
@@ -53,6 +58,15 @@ class FixTarget:
     # `fix.approval: required`: the fix is committed on a branch of its own and waits for a person's
     # decision (app/pipelines/fix/approval.py); nothing reaches the pull request's branch.
     approval: bool = False
+    # `fix.verify`: a verifier session checks each committed fix before it is delivered (verify.py).
+    verify: bool = True
+    unverified: str = NOT_VERIFIED  # what the fix says about verification when `verify` is off, and why
+    failing_checks: tuple[str, ...] = ()  # the names of the checks that failed, for the verifier's task
+    budget_usd: float | None = None  # the session's budget (`budget.fix_usd`, or a command's); the verifier's is a share
+    verification: VerificationResult | None = None  # the last one
+    verification_cost: JobCost | None = None  # every verifier session of the job, together
+    failed_verifications: int = 0
+    refused_by_verification: bool = False  # the last refusal was a verification that did not pass
     snapshot: Snapshot | None = None
     delivered: FixProposal | None = None
     delivered_text: tuple[str, str] | None = None  # the delivered patch's (title, body), for the command's answer
@@ -64,14 +78,22 @@ class FixTarget:
         """CI fixes share one fix comment per PR; a command's patch comment is its own."""
         return FIX_MARKER if self.command is None else f"<!-- prmedic:fix:job:{self.job_id} -->"
 
+    @property
+    def verifications_allowed(self) -> int:
+        """Verifications that may fail in this job before `propose_fix` stops (`fix.max_attempts`)."""
+        return max(1, self.max_attempts)
+
 
 async def propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
     """Check the patch and deliver it; a refusal is remembered for the job's check run and comment."""
     try:
         return await _propose_fix(ctx, args)
+    except VerificationsExhausted:
+        raise
     except ToolError as exc:
         assert ctx.fix is not None  # CustomTool.needs
         ctx.fix.refusals.append(redact(str(exc)))
+        ctx.fix.refused_by_verification = isinstance(exc, VerificationFailed)
         raise
 
 
@@ -80,6 +102,11 @@ async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
     assert t is not None and github is not None  # CustomTool.needs; the fix pipeline sets both
     if t.delivered is not None:
         return f"A fix was already delivered in this job: {t.delivered.url}. Nothing more to do."
+    if t.verify and t.delivery != "offered" and t.failed_verifications >= t.verifications_allowed:
+        raise VerificationsExhausted(
+            f"The independent verification failed {t.failed_verifications} time(s) in this job, the most it allows "
+            "(`fix.max_attempts`); nothing was delivered and nothing more will be. Do not call propose_fix again: end "
+            "your turn with a short account of what failed.")
     patch_bytes = len(args.patch.encode())
     if patch_bytes > t.max_patch_bytes:
         raise ToolError(f"The patch is {patch_bytes} bytes; this repository allows at most {t.max_patch_bytes} "
@@ -111,10 +138,19 @@ async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
         raise ToolError("The patch changes nothing at the head commit.")
     title, body = redact(args.title), redact(args.body)
     if t.delivery == "offered":
-        proposal = await _offer(gh, t, pr, files, starts, title, body, redact(args.patch))
+        unchecked = verification_section(None, unverified=NOT_VERIFIED_FORK if t.verify else t.unverified)
+        proposal = await _offer(gh, t, pr, files, starts, title, f"{body}\n\n{unchecked}", redact(args.patch))
         t.delivered, t.delivered_text = await ctx.store.record_fix_proposal(proposal), (title, body)
         return _answer(t, files, proposal)
-    proposal, comment = await _push(gh, t, changes, title, body, summarize(files))
+    sha = await create_commit(gh, t.repo, t.snapshot, changes, f"{title}\n\n{body}".strip())
+    verified, on_branch = None, None
+    if t.verify:
+        verified, on_branch = await verify_fix(ctx, t, sha, args.verify_commands, [f.path for f in files])
+    try:
+        proposal, comment = await _push(gh, t, sha, title, body, summarize(files), verified, on_branch)
+    finally:
+        if on_branch is not None and not t.approval:  # the verification's own branch: delivered or not, done
+            await _drop_branch(gh, t.repo, on_branch)
     # Recorded as soon as the fix is on GitHub, before the courtesy comment: its CI outcome must be
     # settled, and counted against the cap, whatever happens to the comment.
     t.delivered, t.delivered_text = await ctx.store.record_fix_proposal(proposal), (title, body)
@@ -127,18 +163,28 @@ async def _propose_fix(ctx: ToolContext, args: ProposeFixInput) -> str:
     return _answer(t, files, proposal)
 
 
-async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str,
-                changed: str) -> tuple[FixProposal, str]:
-    """Commit the change and deliver it; returns the proposal and the comment to leave on the PR."""
-    sha = await create_commit(gh, t.repo, t.snapshot, changes, f"{title}\n\n{body}".strip())
+async def _drop_branch(gh: Any, repo: str, branch: str) -> None:
+    from app.pipelines.fix.approval import delete_branch
+    try:
+        await delete_branch(gh, repo, branch)
+    except HTTPException as exc:
+        log.warning("%s: could not delete the verification branch %s: %s", repo, branch, exc)
+
+
+async def _push(gh: Any, t: FixTarget, sha: str, title: str, body: str, changed: str,
+                verified: VerificationResult | None, on_branch: str | None) -> tuple[FixProposal, str]:
+    """Deliver the fix commit `sha` (verified, or `fix.verify: false`); returns the proposal and
+    the comment to leave on the PR. `on_branch`: the branch the verification put it on."""
     common = dict(repo=t.repo, pr_number=t.pr_number, root_sha=t.root_sha, base_sha=t.head_sha, fix_sha=sha,
                   job_id=t.job_id)
+    checked = verification_section(verified, unverified=t.unverified)
     if t.approval:
         branch = approval_branch(t.pr_number, t.root_sha, t.job_id)
-        await put_fix_branch(gh, t.repo, branch, sha, expected=None)
+        if on_branch != branch:
+            await put_fix_branch(gh, t.repo, branch, sha, expected=None)
         url = commit_url(t.pr_url, sha)
-        t.waiting = Waiting(fix_sha=sha, branch=branch, head_ref=t.head_ref, commit_url=url, title=title, body=body,
-                            changes=changed)
+        t.waiting = Waiting(fix_sha=sha, branch=branch, head_ref=t.head_ref, commit_url=url, title=title,
+                            body=f"{body}\n\n{checked}", changes=changed)
         return (FixProposal(branch=branch, delivery="awaiting_approval", outcome="awaiting_approval", url=url,
                             **common),
                 waiting_comment(t.waiting, f"attempt {t.attempt} of {t.max_attempts} for {t.root_sha[:7]}"))
@@ -146,13 +192,13 @@ async def _push(gh: Any, t: FixTarget, changes: list, title: str, body: str,
         await fast_forward(gh, t.repo, t.head_ref, sha, expected=t.head_sha)
         url = f"{t.pr_url}/commits/{sha}"
         return (FixProposal(branch=t.head_ref, delivery="push", url=url, **common),
-                _comment(t, f"pushed commit {sha[:7]} to `{t.head_ref}`", url, title, body))
+                _comment(t, f"pushed commit {sha[:7]} to `{t.head_ref}`", url, title, body, checked))
     branch = t.fix_branch or t.new_branch or fix_branch_name(t.pr_number, t.root_sha)
     await put_fix_branch(gh, t.repo, branch, sha, expected=t.head_sha if t.fix_branch else None)
     fix_pr = await open_fix_pr(gh, t.repo, branch=branch, base=t.head_ref, title=title,
-                               body=f"{body}\n\n---\n{_origin(t)}")
+                               body=f"{body}\n\n{checked}\n\n---\n{_origin(t)}")
     return (FixProposal(branch=branch, delivery="pull_request", url=fix_pr["html_url"], **common),
-            _comment(t, f"opened #{fix_pr['number']}", fix_pr["html_url"], title, body))
+            _comment(t, f"opened #{fix_pr['number']}", fix_pr["html_url"], title, body, checked))
 
 
 async def _offer(gh: Any, t: FixTarget, pr: dict, files: list, starts: dict[str, list[int]], title: str,
@@ -207,8 +253,9 @@ def _answer(t: FixTarget, files: list, proposal: FixProposal) -> str:
     if proposal.delivery == "awaiting_approval":
         told = ("The original pull request has a comment saying so" if t.command is None else
                 f"The answer to `{t.command}` on the pull request says so")
-        return (f"Fix committed ({summarize(files)}) as {proposal.fix_sha} on prmedic's branch `{proposal.branch}`. "
-                "This repository requires a person's approval (`fix.approval`): nothing was pushed to the pull "
+        checked = " An independent verifier ran the commands at it: all passed." if t.verify else ""
+        return (f"Fix committed ({summarize(files)}) as {proposal.fix_sha} on prmedic's branch `{proposal.branch}`."
+                f"{checked} This repository requires a person's approval (`fix.approval`): nothing was pushed to the pull "
                 f"request's branch, and the fix waits for someone to apply or discard it. {told}. You are done: end "
                 "your turn with a short account.")
     where = {"pull_request": f"Fix pull request: {proposal.url} (branch `{proposal.branch}`, "
@@ -219,5 +266,9 @@ def _answer(t: FixTarget, files: list, proposal: FixProposal) -> str:
         proposal.delivery]
     linked = ("The original pull request has a comment linking it" if t.command is None else
               f"The answer to `{t.command}` on the pull request links it")
-    return (f"Fix delivered ({summarize(files)}). {where}. {linked}. prmedic watches the fix's CI; you are done: "
-            "end your turn with a short account.")
+    checked = ""
+    if proposal.delivery not in ("suggestions", "patch_comment"):
+        checked = (" An independent verifier ran the commands at the fix commit: all passed." if t.verify else
+                   f" {t.unverified}")
+    return (f"Fix delivered ({summarize(files)}). {where}.{checked} {linked}. prmedic watches the fix's CI; you are "
+            "done: end your turn with a short account.")

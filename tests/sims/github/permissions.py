@@ -38,6 +38,7 @@ ENDPOINT_PERMISSIONS: dict[tuple[str, str], Need] = {
     ("POST", "/repos/{owner}/{repo}/git/commits"): (("contents", W),),
     ("POST", "/repos/{owner}/{repo}/git/refs"): (("contents", W),),
     ("PATCH", "/repos/{owner}/{repo}/git/refs/{ref}"): (("contents", W),),
+    ("DELETE", "/repos/{owner}/{repo}/git/refs/{ref}"): (("contents", W),),
     # pull requests
     ("GET", "/repos/{owner}/{repo}/pulls"): (("pull_requests", R),),
     ("POST", "/repos/{owner}/{repo}/pulls"): (("pull_requests", W),),

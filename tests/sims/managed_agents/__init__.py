@@ -21,6 +21,8 @@ Public surface:
     # choosing a session's script (first match wins):
     sim.router_script = router_answer("DEEP: …")  # sessions of the agent named `router` with no
                                                  # resources (prmedic's router; None: no special case)
+    sim.verifier_script = verifier_run(passed=False)  # sessions of the agent named `verifier` (a
+                                                 # fix's verification; default: every command passes)
     sim.scripts["review"] = normal_review_run()  # + session metadata {"script": "review"}
     sim.script_for(lambda create_body: ...)      # return a Script (or a factory) or None
     sim.queue_script(s1, s2)                     # the next sessions created, in order
@@ -45,7 +47,10 @@ A script is ``Script(*steps)`` (one turn per ``user.message``; ``.then_turn(*ste
 turns). The runner emits ``session.status_running`` when a turn starts and after tool results
 come back, and ``session.status_idle`` (end_turn) if a turn ends without a ``stop_*`` step.
 Sub-agent work stays in its thread's log; ``CROSSPOSTED_TYPES`` are copied to the session log
-(``sim.flatten_threads = True`` copies everything).
+(``sim.flatten_threads = True`` copies everything), and so is a sub-agent's tool use waiting for a
+confirmation. ``mcp_tool_use`` takes its permission from the agent's ``mcp_toolset`` (``always_ask``
+waits for a ``user.tool_confirmation``) and fails, as the platform would, when the environment's
+networking does not allow MCP servers; ``vault_ids`` must be ``vlt_…`` ids.
 
 Layout: ``common`` (constants, errors, records), ``validation`` (against the SDK's types),
 ``script``, ``steps`` and ``ready`` (scripts, step builders, ready-made scripts), ``session``
@@ -63,7 +68,7 @@ from .validation import check_response, validate_params
 from .script import Script, ScriptContext, ScriptLike, Step, ToolResult
 from .steps import (
     agent_message, agent_thinking, custom_tool_use, custom_tool_uses, drop_stream, if_tool_error,
-    model_request, on_tool_result, pause, session_error, status_rescheduled, status_running, stop,
+    mcp_tool_use, model_request, on_tool_result, pause, session_error, status_rescheduled, status_running, stop,
     stop_budget_reached, stop_end_turn, stop_refusal, stop_retries_exhausted, terminate, thread_created,
     thread_idle, thread_message, thread_reply, thread_running, thread_terminated, tool_use, usage_snapshot,
 )
@@ -71,7 +76,8 @@ from .session import SimSession
 from .simulator import ManagedAgentsSimulator
 from .ready import (
     DEFAULT_REVIEW_CALLS, bad_tool_input_then_fix, budget_reached, dropped_stream, end_turn_only,
-    normal_review_run, refusal, repository_clone_error, retries_exhausted, router_answer, terminated,
+    normal_review_run, refusal, repository_clone_error, retries_exhausted, router_answer, task_commands,
+    terminated, verifier_run,
 )
 
 __all__ = [
@@ -90,6 +96,7 @@ __all__ = [
     "custom_tool_uses",
     "drop_stream",
     "if_tool_error",
+    "mcp_tool_use",
     "model_request",
     "on_tool_result",
     "pause",
@@ -120,5 +127,7 @@ __all__ = [
     "repository_clone_error",
     "retries_exhausted",
     "router_answer",
+    "task_commands",
     "terminated",
+    "verifier_run",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from .script import Script, Step
@@ -169,3 +170,37 @@ def router_answer(text: str = ROUTER_ANSWER, *, input_tokens: int = 5_500, outpu
     """The router agent's one-line answer: a short task read on a small model, one line back
     (priced at ~$0.006 on haiku, which the platform's cents round to $0.01)."""
     return Script(model_request(input_tokens, output_tokens), agent_message(text), stop_end_turn(), name="router_answer")
+
+
+_COMMANDS = re.compile(r"<<<COMMANDS (\w+)>>>\n(.*?)\n?<<<END COMMANDS \1>>>", re.DOTALL)
+VERIFIER_DEFAULT_COMMAND = "python -m pytest -q"
+
+
+def task_commands(text: str) -> list[str]:
+    """The commands a verifier's task lists between its markers (none: the CI's test command)."""
+    match = _COMMANDS.search(text or "")
+    commands = [line.strip() for line in match.group(2).splitlines() if line.strip()] if match else []
+    return commands or [VERIFIER_DEFAULT_COMMAND]
+
+
+def verifier_run(*, passed: bool = True, output: str | None = None, exit_code: int | None = None,
+                 final_text: str | None = None) -> Script:
+    """prmedic's verifier: runs each command its task lists (bash), reports them through
+    `report_verification` (all exit 0 and passed; or, with ``passed=False``, the first one fails
+    with ``output``), and ends its turn. Usage is what a short Sonnet run reads and writes."""
+
+    async def run_and_report(ctx) -> None:
+        text = "".join(b.get("text", "") for b in (ctx.message or {}).get("content") or [] if isinstance(b, dict))
+        reported = []
+        for i, command in enumerate(task_commands(text)):
+            failing = not passed and i == 0
+            out = (output or "FAILED tests/test_calc.py::test_add - assert 0 == 4\n1 failed in 0.05s") if failing \
+                else (output or "1 passed in 0.04s")
+            await tool_use("bash", {"command": command}, result=out, is_error=False)(ctx)
+            reported.append({"command": command, "exit_code": (exit_code or 1) if failing else 0,
+                             "output_tail": out})
+        await custom_tool_use("report_verification", {"passed": passed, "commands": reported})(ctx)
+
+    said = final_text or ("Every command passed at the fix commit." if passed else "The fix does not hold.")
+    return Script(model_request(9_000, 700), run_and_report, model_request(2_500, 200), agent_message(said),
+                  stop_end_turn(), name="verifier_run")

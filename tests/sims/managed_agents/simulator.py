@@ -19,7 +19,7 @@ from .routes.environments import EnvironmentRoutes
 from .routes.events import EventRoutes
 from .routes.sessions import SessionRoutes
 from .routes.transport import TransportMixin
-from .ready import router_answer
+from .ready import router_answer, verifier_run
 from .script import ScriptLike, _CLOSE
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class ManagedAgentsSimulator(TransportMixin, AgentRoutes, EnvironmentRoutes, Ses
         self.default_script: ScriptLike | None = None
         # Sessions of the agent named `router` with no resources (prmedic's router) play this first.
         self.router_script: ScriptLike | None = router_answer()
+        # Sessions of the agent named `verifier` (a fix's independent verification) play this first.
+        self.verifier_script: ScriptLike | None = verifier_run()
         self.scripts: dict[str, ScriptLike] = {}
         self._script_for: Callable[[dict], ScriptLike | None] | None = None
         self._script_queue: list[ScriptLike] = []
@@ -155,6 +157,13 @@ class ManagedAgentsSimulator(TransportMixin, AgentRoutes, EnvironmentRoutes, Ses
 
     def violate(self, message: str) -> None:
         self.violations.append(message)
+
+    def mcp_reachable(self, s: SimSession) -> bool:
+        """Whether the session's container may reach its agent's MCP servers: unrestricted
+        networking, or limited networking with ``allow_mcp_servers``."""
+        env = self.environments.get(s.environment_id)
+        net = ((env or {}).get("config") or {}).get("networking") or {}
+        return net.get("type") == "unrestricted" or bool(net.get("allow_mcp_servers"))
 
     async def shutdown(self) -> None:
         self._closed = True

@@ -142,6 +142,72 @@ def tool_use(
     return step
 
 
+def _mcp_permission(ctx: ScriptContext, server: str, name: str, thread: str | None) -> tuple[str, str]:
+    """The evaluated permission and policy type of MCP tool ``name`` of ``server`` under the agent's
+    ``mcp_toolset`` (a tool with no toolset, or disabled, is refused: ``deny``)."""
+    tid = ctx.thread_id(thread)
+    agent = ctx.session.agent if tid is None else ctx.session.threads[tid]["agent"]
+    if server not in {s["name"] for s in agent.get("mcp_servers") or []}:
+        ctx.sim.violate(f"session {ctx.session.id}: the script calls MCP server {server!r}, which the agent "
+                        f"{agent.get('name')!r} does not have")
+        return "deny", ""
+    toolset = next((t for t in agent.get("tools") or [] if t["type"] == "mcp_toolset" and t["mcp_server_name"] == server), None)
+    if toolset is None:
+        return "deny", ""
+    config = next((c for c in toolset["configs"] if c["name"] == name), toolset["default_config"])
+    if not config.get("enabled", True):
+        return "deny", ""
+    policy = config["permission_policy"]["type"]
+    return {"always_allow": "allow", "always_ask": "ask"}.get(policy, "ask"), policy
+
+
+def mcp_tool_use(
+    server: str,
+    name: str,
+    input: dict | None = None,
+    *,
+    result: str = "",
+    is_error: bool = False,
+    thread: str | None = None,
+    permission: str | None = None,
+) -> Step:
+    """An MCP tool call: ``agent.mcp_tool_use`` then ``agent.mcp_tool_result``.
+
+    The permission is the agent's ``mcp_toolset`` policy for the tool (``always_allow`` → allow,
+    ``always_ask`` → ask; ``permission`` forces one). With ``ask`` the session idles with
+    requires_action until a ``user.tool_confirmation``; a denial makes the result an error carrying
+    the deny message. Under limited networking without ``allow_mcp_servers`` the server cannot be
+    reached: a ``session.error`` (``mcp_connection_failed_error``) and an error result."""
+
+    async def step(ctx: ScriptContext) -> None:
+        evaluated, policy = _mcp_permission(ctx, server, name, thread)
+        evaluated = permission or evaluated
+        fields: dict[str, Any] = {"name": name, "input": input or {}, "mcp_server_name": server,
+                                  "evaluated_permission": evaluated}
+        if policy in ("always_allow", "always_ask") and permission is None:
+            fields["evaluation"] = {"type": policy}
+        if ctx.sim.step_delay:
+            await asyncio.sleep(ctx.sim.step_delay)
+        ev = ctx.sim._emit(ctx.session, "agent.mcp_tool_use", thread_id=ctx.thread_id(thread), fields=fields,
+                           pending_kind="confirm" if evaluated == "ask" else None)
+        res_text, err = result, is_error
+        if evaluated == "deny":
+            res_text, err = f"The tool {name!r} of MCP server {server!r} is not enabled for this agent.", True
+        elif evaluated == "ask":
+            (confirmation,) = await ctx.wait_for_results([ev["id"]])
+            if confirmation.event.get("result") == "deny":
+                res_text, err = confirmation.event.get("deny_message") or "Denied by the user.", True
+        if not err and not ctx.sim.mcp_reachable(ctx.session):
+            await ctx.emit("session.error", thread=thread, error={
+                "type": "mcp_connection_failed_error", "message": f"Could not connect to MCP server {server!r}.",
+                "retry_status": {"type": "terminal"}, "mcp_server_name": server})
+            res_text, err = f"Could not connect to MCP server {server!r}.", True
+        await ctx.emit("agent.mcp_tool_result", thread=thread, mcp_tool_use_id=ev["id"], content=_text_content(res_text),
+                       is_error=err)
+
+    return step
+
+
 def custom_tool_uses(calls: Sequence[tuple[str, dict] | dict], *, thread: str | None = None) -> Step:
     """Several ``agent.custom_tool_use`` events, then idle (requires_action) until all are answered."""
 

@@ -7,6 +7,7 @@ the documented rules; responses and events against the SDK's response models.
 from __future__ import annotations
 
 import collections.abc
+import re
 import types
 import typing
 from typing import Any, Iterable
@@ -15,6 +16,8 @@ import pydantic
 import typing_extensions as te
 
 from .common import AMOUNT_RE, SimulatorBug, _bad
+
+VAULT_ID_RE = re.compile(r"^vlt_[A-Za-z0-9]+$")
 
 
 _ADAPTERS: dict[Any, pydantic.TypeAdapter] = {}
@@ -237,3 +240,13 @@ def _check_budget(budget: Any) -> None:
             "budget.max_list_cost.amount: must be a positive integer decimal string of minor units "
             f"without leading zeros (e.g. \"500\" for $5.00), got {amount!r}"
         )
+
+
+def _check_vault_ids(vault_ids: Any) -> None:
+    """Vault ids look like ``vlt_…`` and are named once each."""
+    vault_ids = list(vault_ids or [])
+    bad = [v for v in vault_ids if not VAULT_ID_RE.match(v)]
+    if bad:
+        raise _bad(f"vault_ids: not vault ids (vlt_…): {bad}")
+    if len(set(vault_ids)) != len(vault_ids):
+        raise _bad("vault_ids: each vault may be named once")

@@ -46,7 +46,9 @@ class EventRoutes:
         if primary:
             self._append(s, ev, to_session=True, thread=s.primary_thread_id)
         else:
-            self._append(s, ev, to_session=self.flatten_threads or type_ in CROSSPOSTED_TYPES, thread=thread_id)
+            # A sub-agent's tool use waiting for a confirmation is cross-posted to surface the request.
+            crossposted = type_ in CROSSPOSTED_TYPES or pending_kind == "confirm"
+            self._append(s, ev, to_session=self.flatten_threads or crossposted, thread=thread_id)
         return ev
 
     def _append(self, s: SimSession, ev: dict, *, to_session: bool, thread: str | None) -> None:

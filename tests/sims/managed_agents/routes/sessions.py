@@ -21,7 +21,7 @@ from ..ready import end_turn_only
 from .agents import _denormalize_tools
 from ..script import Script, ScriptLike, _CLOSE
 from ..session import SimSession, _public_resource
-from ..validation import _check_budget, _check_metadata, _patch_metadata, validate_params
+from ..validation import _check_budget, _check_metadata, _check_vault_ids, _patch_metadata, validate_params
 
 
 class SessionRoutes:
@@ -108,6 +108,8 @@ class SessionRoutes:
         chosen: ScriptLike | None = None
         if self.router_script is not None and not body.get("resources") and (agent or {}).get("name") == "router":
             chosen = self.router_script  # before the rest: tests that queue review scripts keep working
+        if self.verifier_script is not None and (agent or {}).get("name") == "verifier":
+            chosen = self.verifier_script  # likewise: the fix session keeps the script a test queued for it
         name = (body.get("metadata") or {}).get("script")
         if chosen is None and name is not None and name in self.scripts:
             chosen = self.scripts[name]
@@ -134,6 +136,7 @@ class SessionRoutes:
             raise _bad("environment is archived", error_code="environment_archived")
         _check_metadata(body.get("metadata"))
         _check_budget(body.get("budget"))
+        _check_vault_ids(body.get("vault_ids"))
         initial = list(body.get("initial_events") or [])
         if len(initial) > 50:
             raise _bad("initial_events: at most 50")
