@@ -296,6 +296,24 @@ async def test_fix_dry_run_prints_the_fix_pull_request_and_its_patch(run_env, gi
     assert "this is a dry run" in text
 
 
+async def test_a_fix_that_would_wait_for_approval_is_proposed_as_a_pull_request_instead(
+        run_env, github_server, managed_agents, git_repo):
+    from test_command_fix import RENAMED, patch_of, propose
+    from test_fix_pipeline import fix_script
+
+    state = github_server.state
+    pr = PullRequestRepo(state, git_repo)
+    pr.set_config("fix:\n  delivery: push\n")  # approval is then required by default
+    patch = patch_of(pr, {"src/app.py": RENAMED})
+    managed_agents.sim.default_script = fix_script(propose(patch))
+    head = pr.head
+    result, text, _ = await run(managed_agents, "fix", f"{REPO}#2", "rename", "total", "to", "sum_after_first")
+    assert result.result["delivered_as"] == "pull_request" and result.fix_pr_url, text
+    assert len(state.pulls) == 2 and pr.head == head  # a fix pull request; nothing pushed to the branch
+    assert not [c for c in state.check_runs.values() if c.conclusion == "action_required"]
+    assert "a run without a prmedic server cannot wait for a decision" in text
+
+
 async def test_describe_dry_run_prints_the_new_description(run_env, github_server, managed_agents, git_repo):
     state = github_server.state
     PullRequestRepo(state, git_repo, body="Adds `total()`.")

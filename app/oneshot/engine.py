@@ -80,7 +80,7 @@ class Parts:
         # `github` and `settings` offer what the pipelines use of `GitHubApp` and `Settings`.
         return JobContext(job=job, store=self.store, github=self.github, settings=self.settings,  # type: ignore
                           sessions=self.sessions, anthropic=self.anthropic, metrics=self.metrics,
-                          bot_login=self.bot_login, simulated_writes=self.dry_run)
+                          bot_login=self.bot_login, simulated_writes=self.dry_run, can_wait_for_approval=False)
 
     def pipeline_for(self, job: Job) -> Pipeline:
         """The job kind's pipeline; a command `prmedic run` made (no comment) answers on the terminal."""

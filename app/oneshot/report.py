@@ -164,6 +164,8 @@ def render_result(action: str, target: str, result: RunResult, *, dry_run: bool)
     for name, url in links:
         if url:
             lines.append(f"{name}: {url}" + (" (not posted: dry run)" if dry_run else ""))
+    if r.get("approval_note"):
+        lines.append(f"Note: {r['approval_note']}.")
     facts = []
     if result.cost_usd is not None:
         facts.append(f"cost (list price) ${result.cost_usd:.2f}")

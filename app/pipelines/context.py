@@ -60,6 +60,9 @@ class JobContext:
     # `prmedic run --dry-run`: GitHub's answers to writes are made up here, so a commit prmedic "made"
     # does not exist, and no verifier session can check it out.
     simulated_writes: bool = False
+    # False for `prmedic run` and the Action: they keep no store after the run, so a fix waiting for a
+    # person's approval (`fix.approval`) could never be applied; their fixes go out as pull requests.
+    can_wait_for_approval: bool = True
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("prmedic.pipeline"))
 
 

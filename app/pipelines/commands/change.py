@@ -69,7 +69,7 @@ async def _run(command: Command, purpose: Purpose) -> Result:
     ok = bool(result.get("fix_url"))
     outcome = "proposed" if ok else ("skipped" if result.get("skipped") else "not_proposed")
     kept = {k: result[k] for k in ("fix_url", "delivered_as", "fix_sha", "skipped", "no_fix", "session_id",
-                                   "list_cost_usd", "budget_reached") if result.get(k) is not None}
+                                   "list_cost_usd", "budget_reached", "approval_note") if result.get(k) is not None}
     return ok, {"result": outcome, "purpose": purpose, "head_sha": head, "check_run_id": check_id, **kept}
 
 
@@ -98,7 +98,7 @@ def answer_body(purpose: str, result: dict[str, Any], *, head_ref: str | None, c
         "suggestions": f"Offered {what} as [review suggestions]({url}): {fork}; commit the suggestions to apply them.",
         "patch_comment": f"Offered {what} as [a patch]({url}) to apply with `git apply`: {fork}.",
     }.get(result.get("delivered_as") or "", f"Proposed {what}: {url}.")
-    parts = [where]
+    parts = [where + (f" ({result['approval_note']}.)" if result.get("approval_note") else "")]
     if result.get("fix_title"):
         parts.append(f"**{result['fix_title']}**")
     if result.get("fix_body"):

@@ -185,6 +185,12 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
     delivery = "offered" if fork else ("push" if cfg.delivery == "push" and not follows_fix_branch else
                                        "pull_request")
     approval = cfg.approval == "required" and not fork and not follows_fix_branch
+    approval_note = None
+    if approval and not run.ctx.can_wait_for_approval:
+        # A fix pull request is itself the request for approval, and it outlives this run.
+        approval, delivery = False, "pull_request"
+        approval_note = ("`fix.approval` is required, and a run without a prmedic server cannot wait for a "
+                         "decision: the fix is proposed as a pull request instead of being pushed")
     command = req.slash if req.trigger == "command" else None
     budget = req.budget_usd or run.config.budget.fix_usd
     verify = cfg.verify and not run.ctx.simulated_writes
@@ -233,6 +239,8 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
         raise
     await finish(run, target, outcome)
     result: dict[str, Any] = {"delivery": delivery, **(outcome.as_result() if outcome else {})}
+    if approval_note:
+        result["approval_note"] = approval_note
     if target.verification is not None:  # the job's cost is every session's: the fix's and its verifiers'
         result["verification"] = target.verification.as_dict()
     if outcome is not None and target.verification_cost is not None:
