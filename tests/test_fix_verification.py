@@ -239,7 +239,10 @@ async def test_the_verifier_runs_within_the_fix_sessions_slot_of_the_session_cap
 async def test_a_resumed_fix_job_closes_the_verifier_session_it_left_open(app_stack, git_repo, deliver):
     from app.agents.sync import ensure_synced
     from app.pipelines.context import prepare
-    from app.pipelines.fix.verify import close_open_verifications
+    from app.pipelines.session import tool_context
+    from app.sessions import SessionSpec
+    from app.sessions.runner import SessionRun
+    from app.tools import ToolRegistry
 
     project = Project(app_stack, git_repo)
     await run_fix(app_stack, deliver, project, propose(project.patch({"src/calc.py": GOOD})))
@@ -249,11 +252,14 @@ async def test_a_resumed_fix_job_closes_the_verifier_session_it_left_open(app_st
     await app_stack.store.record_session(job.id, "sesn_verifier", agent_id=team.agents["verifier"].id)
 
     run = await prepare(app_stack.services.job_context(job))
-    await close_open_verifications(run)
+    spec = SessionSpec.for_job(job, task="fix it", agent_id=team.coordinator.id, environment_id="env_x")
+    session = SessionRun(app_stack.services.sessions, spec, tool_context(run), ToolRegistry(), None)
+    resumed = await session._resumable()
 
+    assert resumed.session_id == "sesn_fix"
     assert (await app_stack.store.get_open_session(job.id)).session_id == "sesn_fix"
     [closed] = [r for r in await app_stack.store.list_sessions(job.id) if r.session_id == "sesn_verifier"]
-    assert closed.state == "closed" and closed.stop_reason == "verifier_abandoned"
+    assert closed.state == "closed" and closed.stop_reason == "abandoned"
 
 
 # -- pure -------------------------------------------------------------------------------------

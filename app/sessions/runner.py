@@ -60,7 +60,7 @@ from app.sessions.errors import SessionFailed, SessionRetryable
 from app.sessions.rotation import TokenRotation
 from app.sessions.state import Answer, Confirm, Fail, Finish, SendTask, SessionState, ToolUse, Wait
 from app.sessions.types import SessionOutcome, SessionSpec
-from app.store import JobState, ToolCallRecord
+from app.store import JobState, SessionRecord, ToolCallRecord
 from app.tools.registry import ToolContext, ToolRegistry
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class SessionRun:
 
     # -- top level -----------------------------------------------------------------------------
     async def run(self) -> SessionOutcome:
-        record = None if self.spec.inner else await self.rt.store.get_open_session(self.spec.job_id)
+        record = await self._resumable()
         if record is not None and await self._attach(record.session_id):
             self.resumed = True
             created_at = record.created_at
@@ -162,6 +162,31 @@ class SessionRun:
         finally:
             rotation.cancel()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _resumable(self) -> SessionRecord | None:
+        """The job's open session of this agent, to resume (a worker died while it ran). An open session
+        of another agent that an earlier attempt left (a router's, a fix's verifier's) is interrupted and
+        closed: it must not be resumed as this one. An `inner` session never resumes: its job's open
+        session is the one that started it."""
+        if self.spec.inner:
+            return None
+        keep: SessionRecord | None = None
+        records = sorted(await self.rt.store.list_sessions(self.spec.job_id), key=lambda r: r.created_at, reverse=True)
+        for record in records:
+            if record.state != "open":
+                continue
+            if keep is None and record.agent_id in (None, self.spec.agent_id):
+                keep = record
+                continue
+            try:
+                await self.rt.send_client.beta.sessions.events.send(
+                    record.session_id, events=[{"type": "user.interrupt"}], timeout=self.cfg.interrupt_timeout)
+            except anthropic.AnthropicError as exc:
+                log.info("job %d: could not interrupt session %s: %s", self.spec.job_id, record.session_id,
+                         status_text(exc))
+            await self.rt.store.close_session(record.session_id, stop_reason="abandoned",
+                                              error="left open by an earlier attempt of the job")
+        return keep
 
     async def _close_with(self, exc: SessionFailed | SessionRetryable) -> SessionFailed | SessionRetryable:
         """Close the session record (the retry of a job with a closed session makes a new one)."""

@@ -29,7 +29,6 @@ from app.pipelines.fix.ci_logs import CiLogs, FailingCheck, gather_failures, rea
 from app.pipelines.fix.ending import finish, no_fix_reason, stopped
 from app.pipelines.fix.verify_texts import NOT_VERIFIED, NOT_VERIFIED_DRY_RUN
 from app.pipelines.fix.propose import FixTarget, propose_fix
-from app.pipelines.fix.verify import close_open_verifications
 from app.pipelines.fix_request import NOUN, FixDecision, FixRequest, nothing_failing
 from app.pipelines.session import run_agents
 from app.routing.fixes import fix_branch_name, fix_branch_pr
@@ -222,8 +221,6 @@ async def _attempt(run: PipelineRun, req: FixRequest, pr: dict, checks: list[Fai
     tools.register("read_ci_log", ReadCiLogInput, read_ci_log)
     kind = f"{command} ({NOUN[req.purpose]})" if command else "fix"
     try:
-        if run.job.attempts > 1:  # a verifier left open by a crash must not be resumed as the fix session
-            await close_open_verifications(run)
         outcome = await run_agents(
             run, task=task, tools=tools, budget_usd=budget,
             head_sha=req.head_sha, pr_number=pr["number"],

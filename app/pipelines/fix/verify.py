@@ -9,8 +9,7 @@ The verifier's session is an `inner` one: it runs within the fix session's slot 
 cap (the fix session holds it while `propose_fix` runs; a second slot could deadlock a full
 runtime) and never attaches to the job's open session, the fix session's. If the process dies
 while it runs, the fix session is resumed: its `propose_fix` is answered "effect unknown" by the
-runner, and `close_open_verifications` closes the verifier's record first, so that the resumed
-job attaches to the fix session and not to the verifier's. Its cost is part of the job's.
+runner, which resumes only a session of the fix's own agent and closes the verifier's. Its cost is part of the job's.
 """
 
 from __future__ import annotations
@@ -199,22 +198,3 @@ def _count(run: PipelineRun, cost: Any) -> None:
     if cost is not None:
         count_cost(run, cost, None)
 
-
-async def close_open_verifications(run: PipelineRun) -> None:
-    """Close (and interrupt) a verifier session an earlier attempt of this job left open, so that
-    the job resumes its fix session, not the verifier's (the runner attaches to the newest open one)."""
-    runtime, client, name = run.ctx.sessions, run.ctx.anthropic, verifier_name()
-    if runtime is None or client is None or name is None:
-        return
-    team = await ensure_synced(client, run.ctx.store)
-    ref = team.agents.get(name)
-    for record in await run.ctx.store.list_sessions(run.job.id):
-        if record.state != "open" or ref is None or record.agent_id != ref.id:
-            continue
-        try:
-            await runtime.send_client.beta.sessions.events.send(record.session_id, events=[{"type": "user.interrupt"}])
-        except anthropic.AnthropicError as exc:
-            log.info("job %d: could not interrupt verifier session %s: %s", run.job.id, record.session_id,
-                     describe(exc))
-        await run.ctx.store.close_session(record.session_id, stop_reason="verifier_abandoned",
-                                          error="the job was resumed while the fix was being verified")

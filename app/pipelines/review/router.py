@@ -7,8 +7,8 @@ budget and a short time limit, and goes through `SessionRuntime.run` like any se
 the store, its cost read from its usage. Whatever goes wrong (an answer that is not one of the
 three, a refusal, an error, the time limit) gives `standard` and says why; it never fails the
 review. The decision is kept in the store (`route:<job id>`), so a retried job does not ask again,
-and the router's session is closed before the review's starts (the runner resumes a job's open
-session).
+and a router session an earlier attempt left open is closed by the review's runner, which resumes
+only a session of its own agent.
 """
 
 from __future__ import annotations
@@ -65,14 +65,13 @@ async def ask_router(run: PipelineRun, pr: dict[str, Any], files: list[FileChang
     router's answer, else `standard` with the reason the answer was not usable."""
     store, key = run.ctx.store, MEMORY_KEY.format(job_id=run.job.id)
     remembered = _recall(await store.get_meta(key))
+    if remembered is not None:
+        return remembered
     runtime, client = run.ctx.sessions, run.ctx.anthropic
     if runtime is None or client is None:
         raise PermanentError("the Managed Agents client is not configured (is ANTHROPIC_API_KEY set?)")
     team = await ensure_synced(client, store)
     router = default_definitions().router
-    if remembered is not None:
-        await _close_router_session(run, team.router.id if team.router else None)
-        return remembered
     if team.router is None or router is None:
         return RouterRun(_fallback("no router agent is defined in agents/teams.yml"))
 
@@ -107,7 +106,6 @@ async def ask_router(run: PipelineRun, pr: dict[str, Any], files: list[FileChang
         answer = RouterAnswer(None, problem=f"its session failed: {redact(str(exc))[:200]}")
     except anthropic.AnthropicError as exc:
         answer = RouterAnswer(None, problem=f"its session could not run: {describe(exc)}")
-    await _close_router_session(run, team.router.id if team.router else None)
 
     usd = cost.total_usd if cost is not None else None
     if answer.usable:
@@ -138,18 +136,3 @@ def _recall(raw: str | None) -> RouterRun | None:
         return None
     cost = JobCost.from_dict(data["cost"]) if isinstance(data.get("cost"), dict) else None
     return RouterRun(route, data.get("answer"), cost)
-
-
-async def _close_router_session(run: PipelineRun, router_id: str | None) -> None:
-    """Close the router's session record if it is still open (lost contact, a crash after the
-    answer), interrupting the session, so that the review starts a session of its own."""
-    record = await run.ctx.store.get_open_session(run.job.id)
-    if record is None or router_id is None or record.agent_id != router_id:
-        return
-    runtime = run.ctx.sessions
-    try:
-        if runtime is not None:
-            await runtime.send_client.beta.sessions.events.send(record.session_id, events=[{"type": "user.interrupt"}])
-    except anthropic.AnthropicError as exc:
-        log.info("job %d: could not interrupt router session %s: %s", run.job.id, record.session_id, describe(exc))
-    await run.ctx.store.close_session(record.session_id, stop_reason="router_done", error="closed before the review")
