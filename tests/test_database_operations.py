@@ -16,7 +16,6 @@ from conftest import (
     installed,
     postgres_admin,
     postgres_database_url,
-    run_in_thread,
 )
 
 from app import server
@@ -82,17 +81,7 @@ def with_database(settings: Settings, url: str) -> Settings:
 
 def sql(url: str, *statements: str) -> None:
     """Run statements on the database at `url` (outside any store)."""
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(url, timeout=5)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    run_in_thread(run)
+    postgres_admin(*statements, server_url=url)
 
 
 # -- /healthz ------------------------------------------------------------------------------------
