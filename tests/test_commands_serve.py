@@ -15,12 +15,10 @@ import itertools
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 from command_helpers import FINDING, comment_event, reactions, review_comment_event
 from conftest import APP_ID, APP_SLUG, WEBHOOK_SECRET, delivery_headers
 from review_helpers import HEAD_FILES, REPO, PullRequestRepo, review_script
@@ -29,6 +27,7 @@ from test_command_fix import NEW_TEST, RENAMED, RUN, fenced, fix_check, patch_of
 from test_command_threads import HUNK, ask_script
 from test_end_to_end import ServeProcess
 from test_fix_pipeline import fix_script
+from serve_helpers import served_app, until
 
 try:
     from sims.github import GitHubState, make_github_app
@@ -161,18 +160,8 @@ def comment_marker(comment_id: int) -> str:
     return f"<!-- prmedic:command:{comment_id} -->"
 
 
-async def until(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.05)
 
 
-async def _served_app(app) -> TestServer:
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    return server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -183,7 +172,7 @@ async def served(tmp_path_factory, app_private_key, github_openapi_spec):
     state = GitHubState(app_id=APP_ID, app_slug=APP_SLUG, app_private_key=app_private_key)
     state.add_installation(INSTALLATION_ID, OWNER, account_type="Organization")
     sim = ManagedAgentsSimulator()
-    github, agents = await _served_app(make_github_app(state)), await _served_app(sim.make_app())
+    github, agents = await served_app(make_github_app(state)), await served_app(sim.make_app())
     counter = iter(range(1, 100))
 
     def git_repo(files=None, *, name=None, branch="main", message="Initial commit"):

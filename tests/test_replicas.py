@@ -29,7 +29,6 @@ from typing import Self
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestServer
 from conftest import (
     APP_ID,
     APP_SLUG,
@@ -43,6 +42,7 @@ from test_commands_serve import AnotherPullRequest
 from test_end_to_end import ServeProcess
 
 from app.store import JobState, open_store
+from serve_helpers import served_app, until
 
 try:
     from sims.github import GitHubState, make_github_app
@@ -170,18 +170,8 @@ class Cluster:
                          for r in self.replicas)
 
 
-async def until(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.05)
 
 
-async def _served_app(app) -> TestServer:
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    return server
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -194,7 +184,7 @@ async def cluster(postgres_url, tmp_path_factory, app_private_key, github_openap
     state = GitHubState(app_id=APP_ID, app_slug=APP_SLUG, app_private_key=app_private_key)
     state.add_installation(INSTALLATION_ID, OWNER, account_type="Organization")
     sim = ManagedAgentsSimulator()
-    github, agents = await _served_app(make_github_app(state)), await _served_app(sim.make_app())
+    github, agents = await served_app(make_github_app(state)), await served_app(sim.make_app())
     counter = iter(range(1, 100))
 
     def git_repo(files=None, *, name=None, branch="main", message="Initial commit"):
